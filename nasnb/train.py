@@ -1,0 +1,265 @@
+"""Training and measuring one network: device choice, fit/evaluate, parameters, FLOPs, latency.
+
+`fit` is the training loop of the DARTS evaluation code (Liu et al., 2019, Sec. 3.3 and their
+train.py): SGD with momentum, cosine learning rate annealed to zero, gradient clipping, an optional
+auxiliary head and a linearly growing drop-path probability. Searches call it once per architecture
+(through `TrainEvaluator`), so it is also written to be fast on small data: batches come from
+tensors already on the device (`TensorData.batches`) and the loss is read back once per epoch.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("cosine", "constant")
+
+
+def pick_device(device="auto") -> torch.device:
+    """A `torch.device`: "auto" takes CUDA, then Apple's MPS, then the CPU; anything else is checked."""
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = mps is not None and mps.is_available()
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'") from err
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was asked for, but torch sees no CUDA GPU here "
+                         "(torch.cuda.is_available() is False); use device='cpu', or 'auto' to take what there is")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} was asked for, but there are {torch.cuda.device_count()} CUDA GPUs")
+    if dev.type == "mps" and not mps_ok:
+        raise ValueError(f"device {device!r} was asked for, but MPS is not available; use 'cpu' or 'auto'")
+    return dev
+
+
+def learning_rate(epoch: int, epochs: int, lr: float, schedule: str = "cosine") -> float:
+    """The learning rate of epoch `epoch` (0-based): cosine annealing lr/2 * (1 + cos(pi * t / T))
+    (Loshchilov & Hutter, 2017, eq. 5 with eta_min = 0), or `lr` throughout for "constant"."""
+    if schedule == "constant":
+        return lr
+    return lr / 2 * (1 + math.cos(math.pi * epoch / epochs))
+
+
+def fit(model: nn.Module, data, epochs: int, *, batch_size=64, lr=0.025, momentum=0.9, weight_decay=3e-4,
+        optimizer="sgd", schedule="cosine", grad_clip=5.0, aux_weight=0.4, label_smoothing=0.0,
+        amp=False, device="auto", seed=0, eval_split="val", progress=True, augment=None,
+        callback=None) -> list[dict]:
+    """Train `model` on `data.train` for `epochs` epochs; return one record per epoch.
+
+    Each record: {"epoch", "loss", "train_accuracy", f"{eval_split}_accuracy", f"{eval_split}_loss",
+    "lr", "seconds"}. Accuracies are fractions in [0, 1] (multiply by 100 for the papers' percent);
+    "loss" and "train_accuracy" are running averages over the epoch's (augmented) training batches,
+    "seconds" is the epoch's wall time, evaluation included.
+
+    optimizer: "sgd" (momentum, no Nesterov, as in DARTS) or "adam" (give it a smaller lr, ~1e-3).
+    schedule: "cosine" (annealed to 0 over `epochs`) or "constant".
+    grad_clip: clip the gradient norm to this (None: no clipping).
+    aux_weight: a model that returns `(logits, aux_logits)` while training is trained on
+        CE(logits) + aux_weight * CE(aux_logits), the auxiliary tower of Szegedy et al. used by DARTS.
+    amp: mixed precision (float16 autocast + gradient scaling); CUDA only, ignored elsewhere.
+    seed: draws the batch order, the augmentation and dropout / drop-path; the initial weights are
+        the caller's (call `torch.manual_seed` before building the model). The caller's global
+        random state is left as it was.
+    augment: None uses the data's own augmentation if it has one (CIFAR-10), else True / False.
+    callback: called with each record after its epoch.
+
+    A model with a `drop_path_prob` attribute has it ramped linearly as in DARTS: epoch e uses
+    p_max * e / epochs, where p_max is the value when fit starts (restored at the end).
+    """
+    if optimizer not in OPTIMIZERS or schedule not in SCHEDULES:
+        raise ValueError(f"optimizer={optimizer!r}, schedule={schedule!r}; choose from {OPTIMIZERS} and {SCHEDULES}")
+    data.split(eval_split)  # fails early on a misspelled split name
+    device = pick_device(device)
+    use_amp = bool(amp) and device.type == "cuda"
+    if amp and not use_amp:
+        warnings.warn(f"amp=True needs a CUDA device; training in float32 on {device}", stacklevel=2)
+    model.to(device)
+    data = data.to(device)
+    augment = data.augment is not None if augment is None else augment
+    check_input_shape(model, data)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    generator = torch.Generator().manual_seed(seed)  # batch order and augmentation
+    p_max = getattr(model, "drop_path_prob", None)
+    n_train = len(data.train[1])
+    drop_last = n_train > 1 and n_train % batch_size == 1  # BatchNorm cannot train on a batch of one
+
+    from tqdm.auto import tqdm
+
+    records = []
+    bar = tqdm(range(epochs), desc="fit", unit="epoch", disable=not progress)
+    cuda_devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=cuda_devices, device_type="cuda"):
+            torch.manual_seed(seed)  # dropout and drop-path draw from the global generator
+            for epoch in bar:
+                start = time.perf_counter()
+                for group in opt.param_groups:
+                    group["lr"] = learning_rate(epoch, epochs, lr, schedule)
+                if p_max is not None:
+                    model.drop_path_prob = p_max * epoch / epochs
+                loss, accuracy = _train_epoch(model, data, opt, scaler, generator, batch_size, augment,
+                                              drop_last, grad_clip, aux_weight, label_smoothing, use_amp)
+                scores = evaluate(model, data, split=eval_split, device=device)
+                record = {"epoch": epoch, "loss": loss, "train_accuracy": accuracy,
+                          f"{eval_split}_accuracy": scores["accuracy"], f"{eval_split}_loss": scores["loss"],
+                          "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - start}
+                records.append(record)
+                bar.set_postfix(loss=f"{loss:.3f}", **{f"{eval_split}_acc": f"{scores['accuracy']:.3f}"})
+                if callback is not None:
+                    callback(record)
+    finally:
+        bar.close()
+        if p_max is not None:
+            model.drop_path_prob = p_max
+    return records
+
+
+def _train_epoch(model, data, opt, scaler, generator, batch_size, augment, drop_last, grad_clip,
+                 aux_weight, label_smoothing, use_amp) -> tuple[float, float]:
+    """One pass over the training split; returns (mean loss, accuracy in [0, 1])."""
+    model.train()
+    device = data.device
+    total_loss = torch.zeros((), device=device)  # summed on the device: one sync per epoch, not per batch
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    seen = 0
+    for x, y in data.batches("train", batch_size, shuffle=True, generator=generator, augment=augment,
+                             drop_last=drop_last):
+        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            logits, aux_logits = split_outputs(model(x))
+            loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+            if aux_logits is not None and aux_weight:
+                loss = loss + aux_weight * F.cross_entropy(aux_logits, y, label_smoothing=label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if grad_clip:
+            scaler.unscale_(opt)  # clip the true gradients, not the scaled ones
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(opt)
+        scaler.update()
+        total_loss += loss.detach().float() * len(y)
+        correct += (logits.argmax(1) == y).sum()
+        seen += len(y)
+    return total_loss.item() / seen, correct.item() / seen
+
+
+def split_outputs(out) -> tuple:
+    """(logits, aux_logits or None) from a model's output: a tensor, or a tuple with an auxiliary head."""
+    if isinstance(out, (tuple, list)):
+        return out[0], (out[1] if len(out) > 1 else None)
+    return out, None
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data, split="val", batch_size=256, device="auto") -> dict:
+    """Mean cross-entropy and accuracy (a fraction in [0, 1]) of `model` on a split, in eval mode."""
+    device = pick_device(device)
+    model.to(device)
+    data = data.to(device)
+    was_training = model.training
+    model.eval()
+    total_loss, correct = torch.zeros((), device=device), torch.zeros((), device=device, dtype=torch.long)
+    for x, y in data.batches(split, batch_size):
+        logits, _ = split_outputs(model(x))
+        total_loss += F.cross_entropy(logits.float(), y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    model.train(was_training)
+    n = len(data.split(split)[1])
+    return {"loss": total_loss.item() / n, "accuracy": correct.item() / n}
+
+
+def check_input_shape(model: nn.Module, data) -> None:
+    """Run two images through the model; turn a shape mismatch into an error a student can act on."""
+    x = data.train[0][:2]
+    first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
+    was_training = model.training
+    model.eval()  # no BatchNorm statistics or dropout draws are spent on this check
+    try:
+        with torch.no_grad():
+            logits, _ = split_outputs(model(x))
+    except RuntimeError as err:
+        if isinstance(first, nn.Conv2d):
+            expected = f"the model's first convolution expects {first.in_channels} input channels"
+        elif isinstance(first, nn.Linear):
+            expected = f"the model's first linear layer expects {first.in_features} inputs"
+        else:
+            expected = "the model expects something else"
+        raise ValueError(
+            f"the model cannot read {data.name!r} images of shape {data.input_shape} (C, H, W): {expected}. "
+            f"Build it for this data (e.g. in_channels={data.in_channels}, num_classes={data.num_classes}). "
+            f"The error was: {err}") from err
+    finally:
+        model.train(was_training)
+    if logits.shape[-1] != data.num_classes:
+        raise ValueError(f"the model outputs {logits.shape[-1]} class scores, but {data.name!r} has "
+                         f"{data.num_classes} classes; build it with num_classes={data.num_classes}")
+
+
+def count_params(model: nn.Module, include_auxiliary: bool = False) -> int:
+    """Number of parameters. The auxiliary head (parameters named "auxiliary...") is left out by
+    default, as DARTS and the papers after it report sizes."""
+    return sum(p.numel() for name, p in model.named_parameters() if include_auxiliary or "auxiliary" not in name)
+
+
+def count_flops(model: nn.Module, input_shape) -> int:
+    """Forward FLOPs for one image of shape (C, H, W) (or a TensorData's), in eval mode.
+
+    Counted by `torch.utils.flop_counter.FlopCounterMode`: convolutions and matrix products only,
+    one multiply-add = 2 FLOPs (halve it for the "multi-adds" of the DARTS and NASNet tables).
+    Only the forward pass: FlopCounterMode miscounts the backward of grouped convolutions.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    shape = tuple(getattr(input_shape, "input_shape", input_shape))
+    param = next(model.parameters(), None)
+    x = torch.zeros(1, *shape, device=param.device if param is not None else "cpu")  # (1, C, H, W)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(x)
+    finally:
+        model.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def measure_latency(model: nn.Module, input_shape, batch_size=1, device="auto", warmup=5, repeats=20) -> dict:
+    """Inference time of one forward pass (eval mode, no grad): {"median", "p90"} in seconds.
+
+    The model is moved to `device`. GPU work is asynchronous, so the clock only stops after
+    synchronising. Machines are noisy: compare latencies measured in the same session.
+    """
+    device = pick_device(device)
+    shape = tuple(getattr(input_shape, "input_shape", input_shape))
+    model.to(device)
+    x = torch.zeros(batch_size, *shape, device=device)  # (B, C, H, W)
+    sync = {"cuda": torch.cuda.synchronize, "mps": lambda: torch.mps.synchronize()}.get(device.type, lambda: None)
+    was_training = model.training
+    model.eval()
+    times = []
+    with torch.no_grad():
+        for i in range(warmup + repeats):
+            sync()
+            start = time.perf_counter()
+            model(x)
+            sync()
+            if i >= warmup:  # the first calls pay for memory allocation and kernel selection
+                times.append(time.perf_counter() - start)
+    model.train(was_training)
+    return {"median": float(np.median(times)), "p90": float(np.percentile(times, 90)),
+            "batch_size": batch_size, "device": str(device)}

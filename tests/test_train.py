@@ -1,0 +1,230 @@
+"""Tests for nasnb/train.py: devices, the training loop's math, evaluation, parameter/FLOP counts."""
+import dataclasses
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nasnb import data as nd
+from nasnb import train
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return nd.load("digits")
+
+
+def conv_net(in_channels=1, num_classes=10, dropout=0.0):
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.Flatten(), nn.Dropout(dropout), nn.Linear(32 * 4 * 4, num_classes),
+    )
+
+
+def tiny_data(n=40, classes=4):
+    gen = torch.Generator().manual_seed(0)
+    return nd.from_tensors(torch.randn(n, 1, 2, 2, generator=gen), torch.arange(n) % classes)
+
+
+class Bias(nn.Module):
+    """Logits that ignore the image: one learnable score per class."""
+
+    def __init__(self, classes=4):
+        super().__init__()
+        self.b = nn.Parameter(torch.zeros(classes))
+
+    def forward(self, x):
+        return self.b.expand(len(x), -1)  # (B, classes)
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+def test_pick_device_passes_cpu_through_and_auto_falls_back():
+    assert train.pick_device("cpu") == torch.device("cpu")
+    assert train.pick_device(torch.device("cpu")) == torch.device("cpu")
+    if not torch.cuda.is_available() and not torch.backends.mps.is_available():
+        assert train.pick_device("auto") == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_pick_device_unavailable_cuda_is_a_clear_error():
+    with pytest.raises(ValueError, match="no CUDA GPU.*device='cpu'"):
+        train.pick_device("cuda")
+
+
+def test_pick_device_unknown_name():
+    with pytest.raises(ValueError, match="'gpu'.*'auto', 'cpu', 'cuda'"):
+        train.pick_device("gpu")
+
+
+# ----------------------------------------------------------------------------- learning rate
+
+
+def test_cosine_learning_rate_matches_formula_and_torch():
+    epochs, lr = 7, 0.1
+    model = nn.Linear(1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    reference = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=0)
+    for t in range(epochs):
+        assert train.learning_rate(t, epochs, lr) == pytest.approx(lr / 2 * (1 + math.cos(math.pi * t / epochs)))
+        assert train.learning_rate(t, epochs, lr) == pytest.approx(opt.param_groups[0]["lr"])
+        opt.step()
+        reference.step()
+    assert train.learning_rate(3, epochs, lr, "constant") == lr
+
+
+def test_fit_records_the_schedule():
+    data = tiny_data()
+    records = train.fit(Bias(), data, 4, lr=0.2, progress=False)
+    assert [r["lr"] for r in records] == pytest.approx([0.2 / 2 * (1 + math.cos(math.pi * t / 4)) for t in range(4)])
+    constant = train.fit(Bias(), data, 3, lr=0.2, schedule="constant", progress=False)
+    assert [r["lr"] for r in constant] == [0.2] * 3
+    assert [r["epoch"] for r in records] == [0, 1, 2, 3]
+
+
+def test_fit_takes_plain_sgd_steps_with_the_scheduled_rates():
+    data = tiny_data()  # 24 training images: one full batch per epoch
+    model = Bias()
+    train.fit(model, data, 2, lr=0.5, momentum=0.0, weight_decay=0.0, grad_clip=None, progress=False)
+    b = torch.zeros(4, requires_grad=True)
+    for lr_t in (0.5, 0.25):  # cosine over 2 epochs: lr, then lr/2
+        loss = F.cross_entropy(b.expand(len(data.train[1]), -1), data.train[1])
+        (grad,) = torch.autograd.grad(loss, b)
+        b = (b - lr_t * grad).detach().requires_grad_()
+    assert torch.allclose(model.b.detach(), b.detach(), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def test_fit_learns_digits(digits):
+    torch.manual_seed(0)
+    records = train.fit(conv_net(), digits, 4, lr=0.05, progress=False)
+    assert records[-1]["val_accuracy"] > 0.9
+    assert set(records[0]) == {"epoch", "loss", "train_accuracy", "val_accuracy", "val_loss", "lr", "seconds"}
+
+
+def test_fit_is_reproducible_and_leaves_the_global_rng_alone(digits):
+    data = dataclasses.replace(digits.subset(train_size=200, val_size=50), augment="crop + flip")
+
+    def run(seed):
+        torch.manual_seed(0)
+        model = conv_net(dropout=0.3)  # dropout and augmentation both draw from `seed`
+        before = torch.random.get_rng_state()
+        records = train.fit(model, data, 2, seed=seed, progress=False)
+        assert torch.equal(torch.random.get_rng_state(), before)  # the caller's generator is untouched
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in records], model.state_dict()
+
+    (rec1, w1), (rec2, w2), (_, w3) = run(0), run(0), run(1)
+    assert rec1 == rec2 and all(torch.equal(w1[k], w2[k]) for k in w1)
+    assert not all(torch.equal(w1[k], w3[k]) for k in w1)
+
+
+def test_aux_tuple_adds_weighted_auxiliary_loss():
+    class WithAux(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head, self.aux = nn.Linear(4, 4), nn.Linear(4, 4)
+
+        def forward(self, x):
+            h = x.flatten(1)  # (B, 4)
+            return (self.head(h), self.aux(h)) if self.training else self.head(h)
+
+    data = tiny_data()
+    torch.manual_seed(0)
+    model = WithAux()
+    records = train.fit(model, data, 1, lr=0.0, aux_weight=0.4, progress=False)  # lr 0: weights stay
+    x, y = data.train
+    with torch.no_grad():
+        expected = F.cross_entropy(model.head(x.flatten(1)), y) + 0.4 * F.cross_entropy(model.aux(x.flatten(1)), y)
+        val_accuracy = (model.head(data.val[0].flatten(1)).argmax(1) == data.val[1]).float().mean()
+    assert records[0]["loss"] == pytest.approx(expected.item(), rel=1e-5)
+    assert records[0]["val_accuracy"] == pytest.approx(val_accuracy.item())
+
+
+def test_drop_path_prob_ramps_linearly_and_is_restored():
+    class Recorder(Bias):
+        drop_path_prob = 0.3
+
+        def forward(self, x):
+            if self.training:
+                self.seen.append(self.drop_path_prob)
+            return super().forward(x)
+
+    model = Recorder()
+    model.seen = []
+    train.fit(model, tiny_data(), 4, batch_size=64, progress=False)  # one batch per epoch
+    assert model.seen == pytest.approx([0.3 * e / 4 for e in range(4)])
+    assert model.drop_path_prob == 0.3
+
+
+def test_callback_sees_every_record_and_adam_and_eval_split_work():
+    seen = []
+    records = train.fit(Bias(), tiny_data(), 3, optimizer="adam", lr=1e-2, eval_split="test",
+                        callback=seen.append, progress=False)
+    assert seen == records and "test_accuracy" in records[0]
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ValueError, match="'sgdm'.*'sgd', 'adam'"):
+        train.fit(Bias(), tiny_data(), 1, optimizer="sgdm", progress=False)
+    with pytest.raises(ValueError, match="'valid'"):
+        train.fit(Bias(), tiny_data(), 1, eval_split="valid", progress=False)
+
+
+def test_amp_without_cuda_warns_and_trains():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    with pytest.warns(UserWarning, match="amp=True needs a CUDA device"):
+        records = train.fit(Bias(), tiny_data(), 1, amp=True, device="cpu", progress=False)
+    assert len(records) == 1
+
+
+def test_wrong_input_shape_names_the_data_shape(digits):
+    with pytest.raises(ValueError, match=r"\(1, 8, 8\).*3 input channels.*in_channels=1"):
+        train.fit(conv_net(in_channels=3), digits, 1, progress=False)
+    with pytest.raises(ValueError, match="outputs 7 class scores.*num_classes=10"):
+        train.fit(conv_net(num_classes=7), digits, 1, progress=False)
+
+
+# ----------------------------------------------------------------------------- evaluation and measures
+
+
+def test_evaluate_matches_plain_torch_and_keeps_the_mode(digits):
+    torch.manual_seed(0)
+    model = conv_net().train()
+    result = train.evaluate(model, digits, split="val", batch_size=7)
+    assert model.training  # mode restored
+    model.eval()
+    with torch.no_grad():
+        logits = model(digits.val[0])
+    assert result["loss"] == pytest.approx(F.cross_entropy(logits, digits.val[1]).item(), rel=1e-5)
+    assert result["accuracy"] == pytest.approx((logits.argmax(1) == digits.val[1]).float().mean().item())
+
+
+def test_count_params_leaves_out_the_auxiliary_head():
+    model = nn.Module()
+    model.stem = nn.Conv2d(3, 8, 3, bias=False)  # 3*8*9 = 216
+    model.classifier = nn.Linear(8, 10)  # 80 + 10 = 90
+    model.auxiliary_head = nn.Linear(8, 10)  # 90, not counted by default
+    assert train.count_params(model) == 306
+    assert train.count_params(model, include_auxiliary=True) == 396
+
+
+def test_count_flops_matches_hand_count(digits):
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(256, 10))
+    conv = 2 * (4 * 1 * 3 * 3) * (8 * 8)  # 2 FLOPs per multiply-add, per output pixel
+    linear = 2 * 256 * 10
+    assert train.count_flops(model, (1, 8, 8)) == conv + linear == 9728
+    assert train.count_flops(model, digits) == 9728
+    strided = nn.Conv2d(3, 16, 3, stride=2, padding=1)
+    assert train.count_flops(strided, (3, 32, 32)) == 2 * 16 * 3 * 9 * 16 * 16
+
+
+def test_measure_latency_reports_median_and_p90():
+    result = train.measure_latency(conv_net(), (1, 8, 8), batch_size=2, device="cpu", warmup=1, repeats=5)
+    assert 0 < result["median"] <= result["p90"] and result["batch_size"] == 2 and result["device"] == "cpu"
