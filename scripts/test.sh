@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs everything the tests need and runs them: the README's test command, and CI's.
+#   bash scripts/test.sh            # all tests
+#   bash scripts/test.sh -k nb201   # extra arguments go to pytest
+# System package: graphviz (the `dot` program), via apt-get when it is missing and apt-get exists.
+# Python packages: nasnb[test] into .venv (created here; set NASNB_PYTHON to use another python).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+install_system() {  # $1 = command that must exist, $2 = Debian package
+  command -v "$1" >/dev/null 2>&1 && return 0
+  if command -v apt-get >/dev/null 2>&1; then
+    local sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    echo "== installing $2 (apt-get)"
+    $sudo apt-get update -qq && $sudo apt-get install -y -qq "$2" >/dev/null
+  elif command -v brew >/dev/null 2>&1; then
+    brew install "$2"
+  else
+    echo "!! $1 is missing and neither apt-get nor brew is here: install $2 by hand" >&2
+  fi
+}
+install_system dot graphviz
+
+if [ -n "${NASNB_PYTHON:-}" ]; then
+  PY="$NASNB_PYTHON"
+else
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  PY=.venv/bin/python
+fi
+echo "== installing nasnb[test] into $("$PY" -c 'import sys; print(sys.prefix)')"
+"$PY" -m pip install -q --disable-pip-version-check -e ".[test]"
+echo "== running the tests"
+exec "$PY" -m pytest "$@"
