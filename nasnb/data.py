@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from nasnb.spaces.base import as_rng
 from nasnb.train import pick_device

@@ -1,5 +1,4 @@
 """Every notebook runs end to end, headless, with the quick budget (NASNB_QUICK=1)."""
-import os
 from pathlib import Path
 
 import nbformat

@@ -1,4 +1,4 @@
-"""The DARTS / NASNet cell space: Genotype, the published cells, and the moves a search makes.
+"""The DARTS / NASNet cell space: the moves a search makes on Genotypes (defined in genotypes.py).
 
 Liu, Simonyan & Yang, "DARTS: Differentiable Architecture Search", ICLR 2019 (Section 2.1), on
 the cell design of NASNet (Zoph et al., 2018). A network stacks two kinds of cell, *normal* and
@@ -15,8 +15,6 @@ each of the 7 non-zero ops):
 from __future__ import annotations
 
 import ast
-import collections
-import collections.abc
 import itertools
 import math
 from typing import Sequence
@@ -24,119 +22,11 @@ from typing import Sequence
 import numpy as np
 
 from nasnb.spaces.base import Choice, as_rng, pick
+from nasnb.spaces.genotypes import GENOTYPES, Genotype
 from nasnb.spaces.ops import DARTS_OPS, DARTS_PRIMITIVES, UnknownOpError
 
 CELL_NAMES = ("normal", "reduce")
 CANDIDATE_OPS = tuple(op for op in DARTS_PRIMITIVES if op != "none")  # a derived cell never keeps "none"
-
-
-def _is_edge(item) -> bool:
-    return (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str)
-            and isinstance(item[1], (int, np.integer)) and not isinstance(item[1], bool))
-
-
-def _as_edges(cell, field: str) -> tuple:
-    """Edges as a tuple of (op, index) tuples; also flattens the per-node nested form [[e, e], ...]."""
-    if isinstance(cell, (str, bytes)) or not isinstance(cell, collections.abc.Iterable):
-        raise ValueError(f"{field} must be a list of (op_name, input_index) pairs, got {cell!r}")
-    edges = []
-    for item in cell:
-        if _is_edge(item):
-            edges.append((item[0], int(item[1])))
-        elif isinstance(item, (list, tuple)) and item and all(_is_edge(e) for e in item):
-            edges.extend((e[0], int(e[1])) for e in item)  # per-node form used by some DARTS forks
-        else:
-            raise ValueError(f"{field}: {item!r} is not an (op_name, input_index) pair like ('sep_conv_3x3', 0)")
-    return tuple(edges)
-
-
-def _as_concat(concat, field: str) -> tuple:
-    if isinstance(concat, (str, bytes)) or not isinstance(concat, collections.abc.Iterable):
-        raise ValueError(f"{field} must be a list of node indices like [2, 3, 4, 5] or range(2, 6), got {concat!r}")
-    items = list(concat)
-    if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in items):
-        raise ValueError(f"{field} must hold ints (state indices), got {items!r}")
-    return tuple(int(i) for i in items)
-
-
-class Genotype(collections.namedtuple("Genotype", "normal normal_concat reduce reduce_concat")):
-    """Two cells in the DARTS code's format, made immutable: lists become tuples, range a tuple.
-
-    `Genotype(normal=[('sep_conv_3x3', 0), ...], normal_concat=range(2, 6), ...)` pasted from a
-    paper's repository works unchanged and equals the same genotype written with tuples. A
-    genotype made by the DARTS code itself converts with `Genotype(*theirs)`.
-    """
-
-    __slots__ = ()
-
-    def __new__(cls, normal, normal_concat, reduce, reduce_concat):
-        return super().__new__(cls, _as_edges(normal, "normal"), _as_concat(normal_concat, "normal_concat"),
-                               _as_edges(reduce, "reduce"), _as_concat(reduce_concat, "reduce_concat"))
-
-    @classmethod
-    def _make(cls, iterable):  # namedtuple's _make/_replace would bypass __new__'s conversion
-        return cls(*iterable)
-
-    def __repr__(self) -> str:  # the DARTS code's format, so logs and papers read the same
-        return (f"Genotype(normal={list(self.normal)!r}, normal_concat={list(self.normal_concat)!r}, "
-                f"reduce={list(self.reduce)!r}, reduce_concat={list(self.reduce_concat)!r})")
-
-
-# Published cells, copied from the reference code: NASNet, AmoebaNet and DARTS_V1 (first-order
-# DARTS) from quark0/darts cnn/genotypes.py; DARTS_V2 (second-order DARTS, the cell of the paper's
-# Figures 4-5) and PDARTS from chenxin061/pdarts genotypes.py; ENAS from ianwhale/nsga-net
-# models/micro_genotypes.py (ENAS's own code writes cells in another format). NASNet, AmoebaNet and
-# ENAS have 5 nodes; NASNet and AmoebaNet feed one input twice into some nodes.
-GENOTYPES = {
-    "DARTS_V1": Genotype(
-        normal=[('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 0), ('sep_conv_3x3', 1),
-                ('skip_connect', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('skip_connect', 2)],
-        normal_concat=[2, 3, 4, 5],
-        reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 0),
-                ('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), ('avg_pool_3x3', 0)],
-        reduce_concat=[2, 3, 4, 5]),
-    "DARTS_V2": Genotype(
-        normal=[('sep_conv_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_3x3', 1),
-                ('sep_conv_3x3', 1), ('skip_connect', 0), ('skip_connect', 0), ('dil_conv_3x3', 2)],
-        normal_concat=[2, 3, 4, 5],
-        reduce=[('max_pool_3x3', 0), ('max_pool_3x3', 1), ('skip_connect', 2), ('max_pool_3x3', 1),
-                ('max_pool_3x3', 0), ('skip_connect', 2), ('skip_connect', 2), ('max_pool_3x3', 1)],
-        reduce_concat=[2, 3, 4, 5]),
-    "PDARTS": Genotype(
-        normal=[('skip_connect', 0), ('dil_conv_3x3', 1), ('skip_connect', 0), ('sep_conv_3x3', 1),
-                ('sep_conv_3x3', 1), ('sep_conv_3x3', 3), ('sep_conv_3x3', 0), ('dil_conv_5x5', 4)],
-        normal_concat=range(2, 6),
-        reduce=[('avg_pool_3x3', 0), ('sep_conv_5x5', 1), ('sep_conv_3x3', 0), ('dil_conv_5x5', 2),
-                ('max_pool_3x3', 0), ('dil_conv_3x3', 1), ('dil_conv_3x3', 1), ('dil_conv_5x5', 3)],
-        reduce_concat=range(2, 6)),
-    "ENAS": Genotype(
-        normal=[('sep_conv_3x3', 1), ('skip_connect', 1), ('sep_conv_5x5', 1), ('skip_connect', 0),
-                ('avg_pool_3x3', 0), ('sep_conv_3x3', 1), ('sep_conv_3x3', 0), ('avg_pool_3x3', 0),
-                ('sep_conv_5x5', 1), ('avg_pool_3x3', 0)],
-        normal_concat=[2, 3, 4, 5, 6],
-        reduce=[('sep_conv_5x5', 0), ('avg_pool_3x3', 1), ('sep_conv_3x3', 1), ('avg_pool_3x3', 1),
-                ('avg_pool_3x3', 1), ('sep_conv_3x3', 1), ('sep_conv_5x5', 4), ('avg_pool_3x3', 1),
-                ('sep_conv_3x3', 5), ('sep_conv_5x5', 0)],
-        reduce_concat=[2, 3, 6]),
-    "NASNet": Genotype(
-        normal=[('sep_conv_5x5', 1), ('sep_conv_3x3', 0), ('sep_conv_5x5', 0), ('sep_conv_3x3', 0),
-                ('avg_pool_3x3', 1), ('skip_connect', 0), ('avg_pool_3x3', 0), ('avg_pool_3x3', 0),
-                ('sep_conv_3x3', 1), ('skip_connect', 1)],
-        normal_concat=[2, 3, 4, 5, 6],
-        reduce=[('sep_conv_5x5', 1), ('sep_conv_7x7', 0), ('max_pool_3x3', 1), ('sep_conv_7x7', 0),
-                ('avg_pool_3x3', 1), ('sep_conv_5x5', 0), ('skip_connect', 3), ('avg_pool_3x3', 2),
-                ('sep_conv_3x3', 2), ('max_pool_3x3', 1)],
-        reduce_concat=[4, 5, 6]),
-    "AmoebaNet": Genotype(
-        normal=[('avg_pool_3x3', 0), ('max_pool_3x3', 1), ('sep_conv_3x3', 0), ('sep_conv_5x5', 2),
-                ('sep_conv_3x3', 0), ('avg_pool_3x3', 3), ('sep_conv_3x3', 1), ('skip_connect', 1),
-                ('skip_connect', 0), ('avg_pool_3x3', 1)],
-        normal_concat=[4, 5, 6],
-        reduce=[('avg_pool_3x3', 0), ('sep_conv_3x3', 1), ('max_pool_3x3', 0), ('sep_conv_7x7', 2),
-                ('sep_conv_7x7', 0), ('avg_pool_3x3', 1), ('max_pool_3x3', 0), ('max_pool_3x3', 1),
-                ('conv_7x1_1x7', 0), ('sep_conv_3x3', 5)],
-        reduce_concat=[3, 4, 6]),
-}
 
 
 def count_genotypes(steps: int = 4, num_ops: int = len(CANDIDATE_OPS)) -> int:
