@@ -1,4 +1,4 @@
-"""nasnb/viz.py: cell drawings, checked against the papers' published cells and both renderers."""
+"""nasnb.viz.cells: cell drawings, checked against the papers' published cells and both renderers."""
 import shutil
 import subprocess
 import sys
