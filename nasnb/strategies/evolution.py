@@ -1,0 +1,149 @@
+"""Regularized (aging) evolution: tournament selection, mutation, and death by age.
+
+Real, Aggarwal, Huang & Le, "Regularized Evolution for Image Classifier Architecture Search",
+AAAI 2019 (arXiv:1802.01548), Algorithm 1. The search that found AmoebaNet-A, and since then the
+evolutionary baseline of the NAS benchmarks (NAS-Bench-101, NAS-Bench-201), where it is among the
+strongest methods for its simplicity.
+"""
+from __future__ import annotations
+
+from nasnb.history import Trial
+from nasnb.strategies.base import Strategy
+
+KINDS = ("random", "mutation", "crossover")  # how a trial's architecture was made (Trial.info["kind"])
+
+
+class RegularizedEvolution(Strategy):
+    """Aging evolution (Real et al., 2019, Algorithm 1).
+
+    Each step samples `sample_size` members, mutates the fittest, and removes the *oldest*
+    member, not the worst: age regularizes the search against lucky evaluations.
+
+    Algorithm 1, with P = `population_size`, S = `sample_size`::
+
+        population <- empty queue                      # the living, oldest on the left
+        repeat P times:                                # 1. a random start
+            model <- random architecture, trained and evaluated
+            add model to the right of population
+        repeat until the budget is spent:              # 2. evolution, one child per cycle
+            sample <- S members drawn uniformly *with replacement* from population
+            parent <- the highest-accuracy model in sample
+            child  <- mutate(parent), trained and evaluated
+            add child to the right of population
+            remove the oldest model (the left end) of population
+        return the highest-accuracy model ever evaluated
+
+    Why age and not fitness decides who dies: every model lives exactly P cycles, so a model stays
+    in the population only by having children that score well again. A mediocre architecture that
+    got one lucky evaluation cannot sit at the top for ever, as it would if the worst were removed.
+    The paper calls this a regularization and finds it helps most when evaluations are noisy; the
+    "non-aging" variant it compares against removes the worst instead (`aging=False` here).
+
+    In ask/tell form: the first P proposals are random; each later proposal runs the tournament on
+    the population as it is when asked; `observe` adds the child and removes one member. Several
+    proposals may be asked before their results come back (`run(..., executor=...)`): this is the
+    asynchronous evolution of the paper, whose workers each evaluated a child while the population
+    kept changing.
+
+    Crossover is *our* option, not the paper's (Algorithm 1 only mutates): with probability
+    `crossover_prob` the child is the recombination of the two fittest distinct members of the
+    sample (`space.crossover`), then mutated, so that recombination can be compared with mutation.
+
+    Every trial's `info` says why it was tried: ``kind`` ("random", "mutation" or "crossover"),
+    ``sampled`` (trial numbers drawn, repeats possible), ``parent`` (the tournament winner's number,
+    None for random trials), and for crossover ``parents`` (two numbers) and ``recombined`` (the
+    arch before mutation). Who was removed is not stored: the rule is deterministic, so
+    `nasnb.viz.population_data(history)` replays it.
+
+    Args:
+        population_size: P, the number of living models (the paper's main search used 100).
+        sample_size: S, tournament size; larger S means stronger selection (the paper used 25).
+        aging: remove the oldest member (True: regularized evolution) or the worst (False).
+        crossover_prob: probability that a child is recombined from two sampled members before
+            mutation; 0 (the paper's algorithm) by default.
+    """
+
+    panels = ("cell", "population")
+
+    def __init__(self, space, evaluator, *, population_size: int = 20, sample_size: int = 5, aging: bool = True,
+                 crossover_prob: float = 0.0, metric: str = "val_accuracy", seed: int = 0):
+        if population_size < 1:
+            raise ValueError(f"population_size must be at least 1, got {population_size}")
+        if sample_size < 1:
+            raise ValueError(f"sample_size must be at least 1 (a tournament needs a member), got {sample_size}")
+        if not 0.0 <= crossover_prob <= 1.0:
+            raise ValueError(f"crossover_prob is a probability in [0, 1], got {crossover_prob}")
+        super().__init__(space, evaluator, metric=metric, seed=seed)
+        self.population_size = int(population_size)
+        self.sample_size = int(sample_size)
+        self.aging = bool(aging)
+        self.crossover_prob = float(crossover_prob)
+        self.population: list[int] = []  # trial numbers of the living, in order of birth (oldest first)
+        # Written into the history so that views can replay the population from the history alone.
+        self.history.meta.update(population_size=self.population_size, sample_size=self.sample_size,
+                                 aging=self.aging, crossover_prob=self.crossover_prob)
+        self._remember_initial_state()
+
+    # ---------------------------------------------------------------- ask: which architecture next
+
+    def propose(self):
+        asked = len(self.history) + len(self._pending)  # proposals made so far, told or not
+        if asked < self.population_size or not self.population:
+            # 1. The random start. (An empty population after the start only happens when more than
+            #    P proposals are in flight at once: then there is no one to select from yet.)
+            return self.space.sample(self.rng), {"kind": "random", "sampled": [], "parent": None}
+
+        # 2. Tournament: S draws with replacement, as in Algorithm 1; the fittest wins (ties: the
+        #    first drawn, like Python's max).
+        draws = self.rng.integers(len(self.population), size=self.sample_size)
+        sampled = [self.population[k] for k in draws]
+        parent = max(sampled, key=self.fitness)
+
+        distinct = sorted(dict.fromkeys(sampled), key=self.fitness, reverse=True)  # stable: draw order on ties
+        if self.crossover_prob > 0 and len(distinct) >= 2 and self.rng.random() < self.crossover_prob:
+            first, second = distinct[:2]  # first is `parent`
+            recombined = self.space.crossover(self._arch(first), self._arch(second), self.rng)
+            child = self.space.mutate(recombined, self.rng)
+            return child, {"kind": "crossover", "sampled": sampled, "parent": first, "parents": [first, second],
+                           "recombined": self.space.format(recombined)}
+
+        child = self.space.mutate(self._arch(parent), self.rng)
+        return child, {"kind": "mutation", "sampled": sampled, "parent": parent}
+
+    # ---------------------------------------------------------------- tell: the child joins, one member dies
+
+    def observe(self, trial: Trial) -> None:
+        self.population.append(trial.number)
+        if len(self.population) > self.population_size:
+            self.population.remove(self.to_remove(self.population))
+
+    def to_remove(self, members: list[int]) -> int:
+        """The member that dies: the oldest (smallest trial number) with aging, else the worst
+        (lowest fitness; the oldest of the worst on a tie). The child itself may be the worst."""
+        if self.aging:
+            return min(members)
+        return min(members, key=lambda n: (self.fitness(n), n))
+
+    def fitness(self, number: int) -> float:
+        """The metric trial `number` scored (what selection compares)."""
+        return self.history[number].value(self.metric)
+
+    def _arch(self, number: int):
+        return self.space.parse(self.history[number].arch)
+
+    # ---------------------------------------------------------------- views and checkpoints
+
+    def state(self) -> dict:
+        """The base snapshot plus the living population, oldest first: number, arch, fitness and
+        age (how many trials were born after it)."""
+        newest = len(self.history) - 1
+        members = [{"number": n, "arch": self.history[n].arch, "fitness": self.fitness(n), "age": newest - n}
+                   for n in self.population]
+        return {**super().state(), "population": members, "population_size": self.population_size,
+                "sample_size": self.sample_size, "aging": self.aging, "crossover_prob": self.crossover_prob}
+
+    def _extra_state(self) -> dict:
+        return {"population": list(self.population)}
+
+    def _load_extra_state(self, state: dict) -> None:
+        self.population = [int(n) for n in state["population"]]
