@@ -1,13 +1,12 @@
 """The `nasnb` command: the notebooks in JupyterLab, or a search headless in a terminal.
 
     nasnb lab [--dir nasnb-notebooks]        copy the bundled notebooks there and open JupyterLab
-    nasnb search --space nb201 --trials 8    sample and train cells on digits; write results + figures
+    nasnb search --strategy evolution        search NB201 cells trained on digits; write history + figures
     nasnb draw '|nor_conv_3x3~0|+|...|' -o cell.svg
 """
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -68,56 +67,67 @@ def make_space(name: str):
     return spaces[name]()
 
 
-def cmd_search(args) -> int:
-    """Random sampling + training: the baseline every NAS method must beat (Li & Talwalkar, 2019)."""
-    import numpy as np
+STRATEGIES = {  # CLI name -> class name in nasnb.strategies
+    "random": "RandomSearch",
+    "evolution": "RegularizedEvolution",
+    "reinforce": "Reinforce",
+}
 
+
+def make_strategy(name: str, space, evaluator, seed: int):
+    import nasnb.strategies as strategies
+
+    if name not in STRATEGIES:
+        raise SystemExit(f"unknown strategy {name!r}; choose from {sorted(STRATEGIES)}")
+    return getattr(strategies, STRATEGIES[name])(space, evaluator, seed=seed)
+
+
+def cmd_search(args) -> int:
+    """Run a search headless: the same objects a notebook uses, with files instead of widgets."""
     from nasnb import data as datasets
     from nasnb import viz
     from nasnb.evaluators import TrainEvaluator
-    from tqdm.auto import tqdm
 
     space = make_space(args.space)
     data = datasets.load(args.dataset, root=args.data_root, seed=args.seed)
     if args.train_size:
         data = data.subset(train_size=args.train_size, seed=args.seed)
-    evaluator = TrainEvaluator(data, epochs=args.epochs, space=space, seed=args.seed, device=args.device)
-    rng = np.random.default_rng(args.seed)
+    evaluator = TrainEvaluator(data, epochs=args.epochs, seed=args.seed, device=args.device)
+    search = make_strategy(args.strategy, space, evaluator, args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results_path = out / "trials.json"
-    trials = []
-    for number in tqdm(range(args.trials), desc=f"random search on {args.space}"):
-        arch = space.sample(rng)
-        metrics = evaluator(arch)
-        trials.append({"number": number, "arch": space.format(arch), "metrics": metrics})
-        # written after every trial: an interrupted run keeps every finished evaluation
-        results_path.write_text(json.dumps({"space": args.space, "dataset": args.dataset, "seed": args.seed,
-                                            "trials": trials}, indent=1))
-    best = max(trials, key=lambda t: t["metrics"]["val_accuracy"])
-    best_arch = space.parse(best["arch"])
+    # The checkpoint is written after every trial; running the same command again resumes from it.
+    search.run(args.trials, checkpoint=out / "search.ckpt", progress=True)
+    search.history.save(out / "history.json")
+    best = search.best()
     fmt = "svg" if viz.has_dot() else "png"
-    (out / f"best_cell.{fmt}").write_bytes(viz.cell_image(space, best_arch, format=fmt))
-    _plot_trials(trials, out / "trials.png")
-    print(f"best of {len(trials)}: val_accuracy={best['metrics']['val_accuracy']:.3f} "
-          f"params={best['metrics']['params']:,} {best['arch']}")
-    print(f"wrote {results_path}, {out / f'best_cell.{fmt}'}, {out / 'trials.png'}")
+    (out / f"best_cell.{fmt}").write_bytes(viz.cell_image(space, space.parse(best.arch), format=fmt))
+    _plot_history(search, out / "search.png")
+    print(f"best of {len(search.history)}: {search.metric}={best.value(search.metric):.3f} "
+          f"params={best.metrics.get('params', float('nan')):,} {best.arch}")
+    print(f"wrote {out / 'history.json'}, {out / f'best_cell.{fmt}'}, {out / 'search.png'} "
+          f"(and {out / 'search.ckpt'}: run the same command again to continue)")
     return 0
 
 
-def _plot_trials(trials: list, path: Path) -> None:
+def _plot_history(search, path: Path) -> None:
+    """The strategy's own view (population, policy) when viz has one, else metric per trial."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6, 4))
-    ax = fig.subplots()
-    params = [t["metrics"]["params"] for t in trials]
-    accuracy = [t["metrics"]["val_accuracy"] for t in trials]
-    ax.scatter(params, accuracy, c=range(len(trials)), cmap="viridis")
-    ax.set_xlabel("parameters")
-    ax.set_ylabel("validation accuracy")
-    ax.set_title(f"{len(trials)} sampled architectures (colour: trial number)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    from nasnb import viz
+
+    panel = next((p for p in search.panels if p != "cell"), "progress")
+    plot = {"population": getattr(viz, "plot_population", None), "policy": getattr(viz, "plot_policy", None)}.get(panel)
+    if plot is not None:
+        fig = plot(search.history)
+    else:
+        fig = Figure(figsize=(6, 4))
+        ax = fig.subplots()
+        ax.plot(search.history.values(), "o", alpha=0.6, label="trial")
+        ax.plot(search.history.best_so_far(), "-", label="best so far")
+        ax.set(xlabel="trial", ylabel=search.metric, title=f"{type(search).__name__} on {search.space.name}")
+        ax.legend()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
 
 
 def resolve_arch(text: str, space_name: str | None = None):
@@ -156,9 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("lab_args", nargs=argparse.REMAINDER, help="passed on to jupyter lab")
     lab.set_defaults(func=cmd_lab)
 
-    search = sub.add_parser("search", help="run a search headless; write trials.json and figures")
+    search = sub.add_parser("search", help="run a search headless; write history.json, a checkpoint and figures")
     search.add_argument("--space", default="nb201", help="nb201 or darts")
-    search.add_argument("--strategy", default="random", choices=["random"], help="search strategy")
+    search.add_argument("--strategy", default="random", choices=sorted(STRATEGIES), help="search strategy")
     search.add_argument("--trials", type=int, default=8, help="architectures to train")
     search.add_argument("--epochs", type=int, default=3, help="training epochs per architecture")
     search.add_argument("--dataset", default="digits", help="digits (bundled), mnist, fashion_mnist, cifar10")

@@ -1,5 +1,4 @@
 """The `nasnb` command: lab copies the notebooks; search and draw write their files."""
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -24,31 +23,35 @@ def test_lab_copies_bundled_notebooks_and_keeps_existing_files(tmp_path):
     assert edited.read_text() != "my edits"
 
 
-def test_search_writes_trials_after_each_trial_and_figures(tmp_path):
-    out = tmp_path / "run"
-    code = cli.main(["search", "--trials", "2", "--epochs", "1", "--train-size", "200",
-                     "--device", "cpu", "--out", str(out), "--seed", "3"])
-    assert code == 0
-    result = json.loads((out / "trials.json").read_text())
-    assert [t["number"] for t in result["trials"]] == [0, 1]
+def test_search_writes_history_checkpoint_and_figures_and_resumes(tmp_path):
+    from nasnb.history import History
     from nasnb.spaces import NB201Space
 
+    out = tmp_path / "run"
+    args = ["search", "--epochs", "1", "--train-size", "200", "--device", "cpu", "--out", str(out), "--seed", "3"]
+    assert cli.main(args + ["--trials", "2"]) == 0
+    history = History.load(out / "history.json")
+    assert [t.number for t in history] == [0, 1] and history.meta["strategy"] == "RandomSearch"
     space = NB201Space()
-    for trial in result["trials"]:
-        space.parse(trial["arch"])  # valid arch strings
-        assert 0.0 <= trial["metrics"]["val_accuracy"] <= 1.0
-        assert trial["metrics"]["params"] > 0
-    assert (out / "trials.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert list(out.glob("best_cell.*"))
+    for trial in history:
+        space.parse(trial.arch)  # valid arch strings
+        assert 0.0 <= trial.metrics["val_accuracy"] <= 1.0 and trial.metrics["params"] > 0
+    assert (out / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list(out.glob("best_cell.*")) and (out / "search.ckpt").exists()
+    # The same command with a larger budget continues from the checkpoint: trials 0-1 are kept.
+    assert cli.main(args + ["--trials", "3"]) == 0
+    longer = History.load(out / "history.json")
+    assert len(longer) == 3 and longer.trials[:2] == history.trials
 
 
 def test_search_is_reproducible_with_a_seed(tmp_path):
+    from nasnb.history import History
+
     args = ["search", "--trials", "2", "--epochs", "1", "--train-size", "150", "--device", "cpu", "--seed", "5"]
     cli.main(args + ["--out", str(tmp_path / "a")])
     cli.main(args + ["--out", str(tmp_path / "b")])
-    a = json.loads((tmp_path / "a" / "trials.json").read_text())["trials"]
-    b = json.loads((tmp_path / "b" / "trials.json").read_text())["trials"]
-    strip = lambda trials: [(t["arch"], t["metrics"]["val_accuracy"], t["metrics"]["params"]) for t in trials]
+    a, b = (History.load(tmp_path / d / "history.json") for d in "ab")
+    strip = lambda h: [(t.arch, t.metrics["val_accuracy"], t.metrics["params"]) for t in h]
     assert strip(a) == strip(b)
 
 
@@ -63,6 +66,8 @@ def test_draw_published_genotype_and_arch_string(tmp_path):
 def test_unknown_space_is_a_clear_error():
     with pytest.raises(SystemExit, match="unknown space 'nb101'"):
         cli.main(["draw", "x", "--space", "nb101"])
+    with pytest.raises(SystemExit):
+        cli.main(["search", "--strategy", "bayesian"])
 
 
 def test_console_script_is_installed():
