@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import networkx as nx
-import numpy as np
 
 from nasnb.spaces.base import Choice, as_rng, enumerate_choices
 
