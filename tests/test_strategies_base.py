@@ -73,7 +73,7 @@ KILLED_RUN = textwrap.dedent("""
     search.run(30, checkpoint=sys.argv[1], progress=False)
 """)
 
-KILL_CASES = [("RandomSearch", "")]
+KILL_CASES = [("RandomSearch", ""), ("RegularizedEvolution", ", population_size=5, sample_size=2"), ("Reinforce", "")]
 
 
 @pytest.mark.parametrize("strategy,kwargs", KILL_CASES)

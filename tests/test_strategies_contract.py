@@ -11,10 +11,12 @@ import torch
 
 from nasnb.history import History
 from nasnb.spaces.toy import ToySpace
-from nasnb.strategies import RandomSearch
+from nasnb.strategies import RandomSearch, RegularizedEvolution, Reinforce
 
 ALL_STRATEGIES = [
     pytest.param(lambda space, evaluator, seed: RandomSearch(space, evaluator, seed=seed), id="RandomSearch"),
+    pytest.param(lambda space, evaluator, seed: RegularizedEvolution(space, evaluator, seed=seed), id="RegularizedEvolution"),
+    pytest.param(lambda space, evaluator, seed: Reinforce(space, evaluator, seed=seed), id="Reinforce"),
 ]
 
 

@@ -56,8 +56,8 @@ class RegularizedEvolution(Strategy):
     `nasnb.viz.population_data(history)` replays it.
 
     Args:
-        population_size: P, the number of living models (the paper's main search used 100).
-        sample_size: S, tournament size; larger S means stronger selection (the paper used 25).
+        population_size: P, the number of living models (NAS-Bench-201's reference runs use 10).
+        sample_size: S, tournament size; larger S means stronger selection (NAS-Bench-201: 3).
         aging: remove the oldest member (True: regularized evolution) or the worst (False).
         crossover_prob: probability that a child is recombined from two sampled members before
             mutation; 0 (the paper's algorithm) by default.

@@ -1,0 +1,210 @@
+"""What a REINFORCE controller believed: its per-decision probabilities, entropy, reward and baseline.
+
+`policy_data(history, upto)` reads only the History of a `Reinforce` search: every trial's `info`
+holds the probability vector of each decision the controller sampled from, the sampled actions and
+the path's entropy, and `history.meta` holds the decisions' names and options and the baseline's
+decay. The baseline is not stored per trial: the rule b ← decay · b + (1 − decay) · R is
+deterministic, so it is replayed from the rewards (Zoph & Le 2017, Section 3.2; the first reward
+starts the average). Pass `upto=t` to see the policy as it was when it sampled trial t − 1, as a
+history slider does. `plot_policy` only draws what `policy_data` returns.
+"""
+from __future__ import annotations
+
+import math
+
+from nasnb.history import History
+
+# Okabe & Ito colour-blind-safe palette, for options that are not op names (toy ops, input pairs).
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+REWARD, BASELINE, ENTROPY = "#0072B2", "#D55E00", "#009E73"
+
+
+# ============================================================================= data functions
+
+
+def replay_baselines(rewards: list, decay: float) -> list:
+    """The baseline each trial was judged against: b_0 = R_0, then b_t = decay·b_{t−1} + (1 − decay)·R_{t−1}."""
+    baselines, b = [], None
+    for reward in rewards:
+        b = reward if b is None else b
+        baselines.append(b)
+        b = decay * b + (1 - decay) * reward
+    return baselines
+
+
+def entropy(probs) -> float:
+    """H(p) = −Σ p log p in nats (0 log 0 = 0)."""
+    return -sum(p * math.log(p) for p in probs if p > 0)
+
+
+def policy_data(history: History, upto: int | None = None, metric: str | None = None) -> dict:
+    """The controller's policy over the first `upto` trials (all by default).
+
+    Returns a dict:
+        decisions: per decision, {name, options, probs (the vector trial upto−1 was sampled from,
+            conditional on the actions before it), action (the sampled option's index), entropy
+            (of probs, nats), uniform (1 / number of options)}; empty when upto is 0;
+        number, rewards, baselines (the b each trial's advantage used), advantages (R − b),
+            entropies (Σ_k H(π(· | a_<k)) along each sampled path): one entry per trial;
+        max_entropy: Σ_k log n_k, the entropy of the uniform policy; metric; baseline_decay; trial
+            (the number of the trial whose policy is shown, or None).
+    """
+    metric = metric or history.metric
+    n = len(history) if upto is None else upto
+    if not 0 <= n <= len(history):
+        raise ValueError(f"upto={upto}, but the history has {len(history)} trials; use 0..{len(history)}")
+    if "baseline_decay" not in history.meta:
+        raise ValueError("this history has no controller policy (no 'baseline_decay' in history.meta): "
+                         "policy_data reads the history of a Reinforce search")
+    trials = history[:n]
+    for t in trials:
+        if not {"actions", "probs", "entropy"} <= set(t.info):
+            raise ValueError(f"trial {t.number} has no policy in its info (keys {sorted(t.info)}); "
+                             "policy_data reads the history of a Reinforce search")
+    decay = history.meta["baseline_decay"]
+    rewards = [t.value(metric) for t in trials]
+    baselines = replay_baselines(rewards, decay)
+
+    decisions = []
+    if trials:
+        last = trials[-1].info
+        choices = history.meta.get("choices") or [
+            {"name": f"decision {k}", "options": [str(i) for i in range(len(p))]} for k, p in enumerate(last["probs"])]
+        for choice, probs, action in zip(choices, last["probs"], last["actions"]):
+            decisions.append({"name": choice["name"], "options": list(choice["options"]), "probs": list(probs),
+                              "action": action, "entropy": entropy(probs), "uniform": 1 / len(probs)})
+    if history.meta.get("choices"):
+        sizes = [len(c["options"]) for c in history.meta["choices"]]
+    else:
+        sizes = [len(p) for p in trials[0].info["probs"]] if trials else []
+    return {
+        "metric": metric,
+        "baseline_decay": decay,
+        "trial": n - 1 if n else None,
+        "decisions": decisions,
+        "number": list(range(n)),
+        "rewards": rewards,
+        "baselines": baselines,
+        "advantages": [r - b for r, b in zip(rewards, baselines)],
+        "entropies": [float(t.info["entropy"]) for t in trials],
+        "max_entropy": sum(math.log(k) for k in sizes),
+    }
+
+
+# ============================================================================= renderer
+
+
+def option_color(option: str, index: int) -> str:
+    """An op's colour from the cell drawings (nasnb.viz.cells.OP_COLORS), else a palette colour."""
+    from nasnb.viz.cells import OP_COLORS
+
+    return OP_COLORS.get(option, PALETTE[index % len(PALETTE)])
+
+
+def plot_policy(history: History, upto: int | None = None, ax=None, metric: str | None = None):
+    """Per-decision probability bars (the sampled option outlined, the uniform level dotted), the
+    entropy of each sampled path, and the reward against the baseline.
+
+    ax: None makes a Figure (bars on top, entropy and reward/baseline below); one Axes draws only
+    the bars; a sequence of three Axes (bars, entropy, reward) draws all three into them.
+    Returns the Figure.
+    """
+    from nasnb.viz.cells import _figure_class
+
+    data = policy_data(history, upto, metric)
+    if ax is None:
+        axes = _three_axes(_figure_class(), data)
+    elif hasattr(ax, "bar"):
+        axes = [ax]
+    else:
+        axes = list(ax)
+        if len(axes) != 3:
+            raise ValueError(f"pass ax as one Axes (bars only) or three Axes (bars, entropy, reward), got {len(axes)}")
+    _draw_bars(data, axes[0])
+    if len(axes) == 3:
+        _draw_entropy(data, axes[1])
+        _draw_rewards(data, axes[2])
+    return axes[0].figure
+
+
+def _tick_style(data: dict) -> dict:
+    """Decision names under the bar groups: flat when they fit, slanted when they do not."""
+    names = [d["name"] for d in data["decisions"]]
+    bars = sum(len(d["probs"]) for d in data["decisions"])
+    many = len(names) > 8
+    crowded = sum(len(name) for name in names) > 2 * bars  # longer than the bars they label
+    return {"labels": names, "rotation": 60 if many else 25 if crowded else 0,
+            "ha": "right" if many or crowded else "center", "fontsize": "x-small" if many else "small"}
+
+
+def _three_axes(figure_class, data: dict) -> list:
+    """Bars on top, entropy and reward below, placed in inches. A fixed layout is drawn once;
+    matplotlib's constrained layout draws twice, and a dashboard redraws this at every step."""
+    style = _tick_style(data)
+    longest = max((len(name) for name in style["labels"]), default=0)
+    char = 0.05 if style["fontsize"] == "x-small" else 0.065  # inches per character of a tick label
+    labels = 0.3 + char * longest * math.sin(math.radians(style["rotation"]))  # room for slanted names
+    width = min(16.0, max(7.0, 0.16 * sum(len(d["probs"]) for d in data["decisions"]) + 2))
+    top, bars, gap, lower, bottom = 0.35, 2.3, labels + 0.45, 1.7, 0.5  # inches, top to bottom
+    height = top + bars + gap + lower + bottom
+    fig = figure_class(figsize=(width, height))
+    left, right, middle = 0.75 / width, 1 - 0.15 / width, 0.8 / width
+    half = (right - left - middle) / 2
+    axes = [fig.add_axes((left, (height - top - bars) / height, right - left, bars / height)),
+            fig.add_axes((left, bottom / height, half, lower / height)),
+            fig.add_axes((left + half + middle, bottom / height, half, lower / height))]
+    return axes
+
+
+def _draw_bars(data: dict, ax) -> None:
+    if not data["decisions"]:
+        ax.text(0.5, 0.5, "no trial yet", ha="center", va="center", transform=ax.transAxes)
+        ax.set(xticks=[], yticks=[], title="policy")
+        return
+    from matplotlib.colors import to_rgba
+    from matplotlib.patches import Patch
+
+    x, centers, legend = 0, [], {}
+    xs, heights, colors, edges, uniform = [], [], [], [], []  # drawn in one call each: a dashboard redraws every step
+    for d in data["decisions"]:
+        n = len(d["probs"])
+        for i, (p, option) in enumerate(zip(d["probs"], d["options"])):
+            sampled = i == d["action"]
+            color = option_color(option, i)
+            xs.append(x + i)
+            heights.append(p)
+            colors.append(to_rgba(color, 1.0 if sampled else 0.35))
+            edges.append("black" if sampled else "none")
+            legend.setdefault(option, color)
+        uniform.append((d["uniform"], x - 0.45, x + n - 0.55))
+        centers.append(x + (n - 1) / 2)
+        x += n + 1  # a gap between decisions
+    ax.bar(xs, heights, width=0.85, color=colors, edgecolor=edges, linewidth=1.4)
+    ax.hlines(*zip(*uniform), colors="#555555", linestyles=":", linewidth=1)
+    style = _tick_style(data)
+    ax.set_xticks(centers, style.pop("labels"), **style)
+    ax.set(ylim=(0, 1.02), xlim=(-1, x - 1), ylabel="probability",
+           title=f"π(a_k | a_<k) when trial {data['trial']} was sampled (outlined; dotted: uniform)")
+    if len(legend) <= 12:
+        ax.legend(handles=[Patch(color=c, label=o) for o, c in legend.items()], fontsize="x-small",
+                  ncols=min(len(legend), 6), loc="upper right", framealpha=0.8)
+
+
+def _draw_entropy(data: dict, ax) -> None:
+    ax.plot(data["number"], data["entropies"], color=ENTROPY, lw=1.2, marker=".", ms=3, label="sampled path")
+    ax.axhline(data["max_entropy"], color="#555555", ls=":", lw=1, label="uniform policy")
+    ax.set(xlabel="trial", ylabel="entropy (nats)", ylim=(0, 1.05 * data["max_entropy"] or 1.0),
+           title="entropy Σ_k H(π(·|a_<k))", xlim=None if data["number"] else (0, 1))
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize="x-small", loc="lower left")
+
+
+def _draw_rewards(data: dict, ax) -> None:
+    ax.scatter(data["number"], data["rewards"], s=12, color=REWARD, label=f"reward R ({data['metric']})")
+    ax.plot(data["number"], data["baselines"], color=BASELINE, lw=1.5,
+            label=f"baseline b (decay {data['baseline_decay']})")
+    ax.set(xlabel="trial", ylabel=data["metric"], title="reward R and baseline b")
+    if not data["number"]:
+        ax.set(xlim=(0, 1), ylim=(0, 1))  # nothing to show yet: plain axes rather than matplotlib's ±0.05
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.legend(fontsize="x-small", loc="lower right")

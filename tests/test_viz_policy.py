@@ -1,0 +1,92 @@
+"""The policy view: numbers replayed from a Reinforce history, checked by hand; the renderer draws them."""
+import math
+
+import pytest
+
+from nasnb.history import History, Trial
+from nasnb.spaces.toy import ToySpace
+from nasnb.strategies import RandomSearch, Reinforce
+from nasnb.viz import plot_policy, policy_data
+
+
+@pytest.fixture(scope="module")
+def search():
+    space = ToySpace(length=4, options=3)
+    search = Reinforce(space, space.evaluate, baseline_decay=0.9, seed=0)
+    search.run(12, progress=False)
+    return search
+
+
+def test_policy_data_replays_the_last_policy_and_the_curves(search):
+    history = search.history
+    data = policy_data(history)
+    last = history[-1]
+    assert data["trial"] == 11 and data["number"] == list(range(12))
+    assert [d["name"] for d in data["decisions"]] == [f"position {k}" for k in range(4)]
+    assert all(d["options"] == ["op0", "op1", "op2"] for d in data["decisions"])
+    assert [d["probs"] for d in data["decisions"]] == last.info["probs"]
+    assert [d["action"] for d in data["decisions"]] == last.info["actions"]
+    for d in data["decisions"]:
+        assert d["entropy"] == pytest.approx(-sum(p * math.log(p) for p in d["probs"]))
+        assert d["uniform"] == pytest.approx(1 / 3)
+    assert data["rewards"] == history.values()
+    assert data["entropies"] == [t.info["entropy"] for t in history]
+    assert data["max_entropy"] == pytest.approx(4 * math.log(3))
+    # b_0 = R_0; b_t = 0.9 b_{t-1} + 0.1 R_{t-1}: the value each trial's advantage used
+    b, expected = history.values()[0], []
+    for r in history.values():
+        expected.append(b)
+        b = 0.9 * b + 0.1 * r
+    assert data["baselines"] == pytest.approx(expected)
+    assert data["advantages"] == pytest.approx([r - e for r, e in zip(history.values(), expected)])
+    assert search.baseline == pytest.approx(b)  # the replay ends where the live search is
+
+
+def test_upto_shows_the_search_as_it_was(search):
+    data = policy_data(search.history, upto=3)
+    assert data["trial"] == 2 and len(data["rewards"]) == 3
+    assert [d["probs"] for d in data["decisions"]] == search.history[2].info["probs"]
+    empty = policy_data(search.history, upto=0)
+    assert empty["decisions"] == [] and empty["rewards"] == [] and empty["trial"] is None
+    with pytest.raises(ValueError, match="upto=13, but the history has 12 trials"):
+        policy_data(search.history, upto=13)
+
+
+def test_a_history_without_a_policy_is_refused_with_a_reason():
+    space = ToySpace(length=3, options=3)
+    history = RandomSearch(space, space.evaluate).run(3, progress=False)
+    with pytest.raises(ValueError, match="Reinforce search"):
+        policy_data(history)
+    forged = History([Trial(0, "op0-op0-op0", {"val_accuracy": 0.1}, info={})], meta={"baseline_decay": 0.9})
+    with pytest.raises(ValueError, match="trial 0 has no policy"):
+        policy_data(forged)
+
+
+def test_option_names_fall_back_to_indices():
+    info = {"actions": [1], "probs": [[0.25, 0.75]], "entropy": 0.56}
+    history = History([Trial(0, "b", {"val_accuracy": 0.5}, info=info)], meta={"baseline_decay": 0.5})
+    (decision,) = policy_data(history)["decisions"]
+    assert decision["options"] == ["0", "1"] and decision["name"] == "decision 0"
+    assert policy_data(history)["max_entropy"] == pytest.approx(math.log(2))
+
+
+def test_plot_policy_draws_one_bar_per_option_and_outlines_the_sampled_one(search):
+    from matplotlib.figure import Figure
+
+    fig = plot_policy(search.history)
+    bars_ax, entropy_ax, reward_ax = fig.axes[:3]
+    bars = bars_ax.patches  # the legend's patches are not the Axes'; these are the bars, in order
+    assert len(bars) == 4 * 3
+    outlined = [i for i, p in enumerate(bars) if p.get_linewidth() > 0 and p.get_edgecolor()[3] > 0]
+    assert outlined == [3 * k + a for k, a in enumerate(search.history[-1].info["actions"])]
+    assert [round(p.get_height(), 6) for p in bars] == [p for probs in search.history[-1].info["probs"] for p in probs]
+    assert list(entropy_ax.lines[0].get_ydata()) == [t.info["entropy"] for t in search.history]
+    # into given Axes: one Axes takes the bars only, three take everything
+    target = Figure()
+    assert plot_policy(search.history, upto=5, ax=target.add_subplot()) is target
+    axes = Figure().subplots(1, 3)
+    plot_policy(search.history, ax=axes)
+    assert len(axes[2].collections) == 1 and len(axes[2].lines) == 1  # rewards (points), baseline (line)
+    with pytest.raises(ValueError, match="three Axes"):
+        plot_policy(search.history, ax=axes[:2])
+    assert plot_policy(search.history, upto=0) is not None  # before the first trial: an empty picture
