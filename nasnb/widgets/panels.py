@@ -1,0 +1,227 @@
+"""The views of a Dashboard: each one draws step `upto` of a search's history into ipywidgets.
+
+A panel owns a widget (`panel.widget`) and one method, `update(search, upto)`, which shows what the
+first `upto` trials of `search.history` looked like. Panels only draw: every number comes from a
+function of the history in `nasnb.viz`, so the same pictures are available headless (call
+`nasnb.viz.plot_population(history, upto=t)` and save the Figure). Because a history is
+append-only, (history, upto) fixes a picture: a panel skips redrawing when neither changed, and the
+cell panel keeps the drawings it already made, so scrubbing back and forth costs almost nothing.
+
+    cell        the candidate of step `upto` and the best cell so far (nasnb.viz.cell_image)
+    progress    metric per trial and the best-so-far curve (nasnb.viz.plot_population, which
+                draws a history without a population, e.g. random search's, as plain points)
+    population  an evolution's population (nasnb.viz.plot_population)
+    policy      a controller's per-decision probabilities (nasnb.viz.plot_policy)
+
+Figures become PNG bytes through matplotlib's Agg canvas (`Figure.savefig`), never pyplot, so
+nothing piles up in a pyplot figure manager and no GUI backend is touched.
+"""
+from __future__ import annotations
+
+import html
+import importlib
+import io
+import time
+from collections import OrderedDict
+from typing import Callable
+
+import ipywidgets as widgets
+
+CAPTION_STYLE = "font-family: monospace; font-size: 12px; line-height: 1.3; word-break: break-all"
+
+
+def figure_png(fig, dpi: int = 72) -> bytes:
+    """A matplotlib Figure as PNG bytes (Agg canvas; a low dpi keeps redraws cheap)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi)
+    return buffer.getvalue()
+
+
+def format_metrics(metrics: dict, first: str, limit: int = 4) -> str:
+    """'val_accuracy 0.9333 · params 55,218': the searched metric first, numbers only."""
+    names = [first] + sorted(k for k in metrics if k != first)
+    parts = []
+    for name in names:
+        value = metrics.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        parts.append(f"{name} {value:,}" if isinstance(value, int) else f"{name} {value:.4g}")
+    return " · ".join(parts[:limit])
+
+
+class Panel:
+    """Base of the dashboard's views: `widget` to display, `update(search, upto)` to draw."""
+
+    title = ""
+
+    def __init__(self):
+        self.draws = 0  # how many times the panel really redrew (skipped updates do not count)
+        self.last_seconds = 0.0  # wall time of the last redraw: the dashboard's overhead, measured
+        self.widget = widgets.VBox()
+
+    def update(self, search, upto: int) -> bool:
+        """Show trials [0, upto) of `search.history`; returns whether anything was redrawn."""
+        raise NotImplementedError
+
+    def _timed(self, draw: Callable[[], None]) -> bool:
+        start = time.perf_counter()
+        draw()
+        self.last_seconds = time.perf_counter() - start
+        self.draws += 1
+        return True
+
+
+class CellPanel(Panel):
+    """The candidate of the shown step and the best cell so far, drawn as in the papers.
+
+    Spaces that cannot draw (no `to_graph`/`parse`) get a text caption instead of a picture.
+    """
+
+    title = "cell"
+
+    def __init__(self, cache_size: int = 256):
+        super().__init__()
+        self.cache_size = cache_size
+        self._png: OrderedDict = OrderedDict()  # (id(space), arch string) -> PNG bytes
+        self._shown: tuple | None = None  # what is on screen: (candidate, best) trials
+        self.candidate_title, self.candidate_image, self.candidate_caption = self._slot()
+        self.best_title, self.best_image, self.best_caption = self._slot()
+        column = widgets.Layout(width="50%", min_width="220px", padding="0 6px 0 0")
+        self.widget = widgets.HBox([
+            widgets.VBox([self.candidate_title, self.candidate_image, self.candidate_caption], layout=column),
+            widgets.VBox([self.best_title, self.best_image, self.best_caption], layout=column),
+        ], layout=widgets.Layout(width="100%"))
+
+    @staticmethod
+    def _slot():
+        image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto", display="none"))
+        return widgets.HTML(), image, widgets.HTML()
+
+    def update(self, search, upto: int) -> bool:
+        history = search.history
+        candidate = history[upto - 1] if upto > 0 else None
+        best = history.best(upto=upto)
+        if self._shown == (candidate, best):  # Trials are frozen values: equal means same picture
+            return False
+        return self._timed(lambda: self._draw(search, upto, candidate, best))
+
+    def _draw(self, search, upto, candidate, best) -> None:
+        self._fill(search, self.candidate_title, self.candidate_image, self.candidate_caption, candidate,
+                   f"candidate of step {upto}" if candidate else "candidate: no trial yet")
+        self._fill(search, self.best_title, self.best_image, self.best_caption, best,
+                   f"best of the first {upto} trials" if best else "best so far: no trial yet")
+        self._shown = (candidate, best)
+
+    def _fill(self, search, title, image, caption, trial, heading: str) -> None:
+        title.value = f"<b>{html.escape(heading)}</b>" + (f" (trial {trial.number})" if trial else "")
+        if trial is None:
+            image.value, image.layout.display = b"", "none"
+            caption.value = ""
+            return
+        png = self._drawing(search.space, trial.arch)
+        image.value, image.layout.display = (png, None) if png is not None else (b"", "none")
+        caption.value = (f"<div style='{CAPTION_STYLE}'>{html.escape(trial.arch)}<br>"
+                         f"{html.escape(format_metrics(trial.metrics, search.metric))}</div>")
+
+    def _drawing(self, space, arch: str) -> bytes | None:
+        """PNG of the cell `arch`, cached; None when the space has no drawing (text caption only)."""
+        if not (hasattr(space, "to_graph") and hasattr(space, "parse")):
+            return None
+        key = (id(space), arch)
+        if key not in self._png:
+            from nasnb.viz import cell_image  # loads graphviz / matplotlib only when a cell is drawn
+
+            self._png[key] = cell_image(space, space.parse(arch), format="png")
+            if len(self._png) > self.cache_size:
+                self._png.popitem(last=False)
+        self._png.move_to_end(key)
+        return self._png[key]
+
+
+class PlotPanel(Panel):
+    """Any `plot(history, upto=t) -> Figure` shown as a PNG image.
+
+    plot: the function, or "module:function" (imported when the panel first draws, so a
+        dashboard does not load matplotlib before it needs it).
+    figsize: (width, height) in inches: the panel makes the Figure, with fixed margins, and passes
+        its Axes as `ax=`. Fixed margins draw the figure once; the constrained layout the plot
+        functions use on their own draws it twice and costs about 40% more per redraw.
+        None: call `plot(history, upto=t)` and show the Figure it makes.
+    axes: `axes(fig)` returns what to pass as `ax=` (e.g. three Axes for `plot_policy`); by
+        default one Axes with fixed margins.
+    dpi: pixels per inch of the PNG; 72 keeps redraws and messages small.
+    """
+
+    def __init__(self, plot: Callable | str, title: str = "", figsize: tuple | None = None,
+                 axes: Callable | None = None, dpi: int = 72):
+        super().__init__()
+        self.plot, self.title = plot, title or getattr(plot, "__name__", str(plot))
+        self.figsize, self.axes, self.dpi = figsize, axes or one_axes, dpi
+        self._shown: tuple | None = None  # (history object, upto) on screen
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
+        self.caption = widgets.HTML()
+        self.widget = widgets.VBox([self.image, self.caption])
+
+    def resolve(self) -> Callable:
+        if callable(self.plot):
+            return self.plot
+        module, _, name = self.plot.partition(":")
+        self.plot = getattr(importlib.import_module(module), name)
+        return self.plot
+
+    def update(self, search, upto: int) -> bool:
+        history = search.history
+        if self._shown is not None and self._shown[0] is history and self._shown[1] == upto:
+            return False  # append-only: the first `upto` trials of this history have not changed
+        return self._timed(lambda: self._draw(history, upto))
+
+    def _draw(self, history, upto: int) -> None:
+        if upto == 0:
+            self.image.value, self.image.layout.display = b"", "none"
+            self.caption.value = "<i>no trials yet: press Step or Play</i>"
+        else:
+            self.image.value = figure_png(self._figure(history, upto), self.dpi)
+            self.image.layout.display = None
+            self.caption.value = ""
+        self._shown = (history, upto)
+
+    def _figure(self, history, upto: int):
+        plot = self.resolve()
+        if self.figsize is None:
+            return plot(history, upto=upto)
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=self.figsize)
+        plot(history, upto=upto, ax=self.axes(fig))
+        return fig
+
+
+def one_axes(fig):
+    """One Axes with fixed margins that leave room for tick labels, axis labels and a title."""
+    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.13, top=0.92)
+    return fig.add_subplot()
+
+
+def policy_axes(fig):
+    """Bars across the top, entropy and reward below: plot_policy's own arrangement, fixed margins."""
+    grid = fig.add_gridspec(2, 2, height_ratios=(1.25, 1), left=0.08, right=0.98, bottom=0.08, top=0.94,
+                            hspace=0.4, wspace=0.25)
+    return [fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])]
+
+
+PANELS: dict[str, Callable[[], Panel]] = {
+    "cell": CellPanel,
+    "progress": lambda: PlotPanel("nasnb.viz.search:plot_population", title="progress", figsize=(7, 4)),
+    "population": lambda: PlotPanel("nasnb.viz.search:plot_population", title="population", figsize=(7, 4)),
+    "policy": lambda: PlotPanel("nasnb.viz.policy:plot_policy", title="policy", figsize=(7, 5.5), axes=policy_axes),
+}
+
+
+def make_panel(panel: str | Panel) -> Panel:
+    """A panel from its name in PANELS, or a Panel instance as it is."""
+    if isinstance(panel, Panel):
+        return panel
+    if panel not in PANELS:
+        raise KeyError(f"unknown panel {panel!r}; choose from {sorted(PANELS)} or pass a Panel "
+                       "(e.g. PlotPanel(my_plot, title='...'), where my_plot(history, upto) returns a Figure)")
+    return PANELS[panel]()

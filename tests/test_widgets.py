@@ -1,0 +1,256 @@
+"""The Dashboard, driven from the kernel side (no browser): `button.click()` runs the callback."""
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+pytest.importorskip("ipywidgets")
+
+import nasnb.strategies as strategies
+from nasnb.spaces.toy import ToySpace
+from nasnb.strategies import RandomSearch
+from nasnb.widgets import Dashboard, PlotPanel, figure_png, make_panel
+
+SPACE = ToySpace(length=4, options=3)
+
+
+def snapshot(dash) -> dict:
+    """Everything the panels show: image bytes and captions."""
+    shown = {}
+    for name, panel in dash.panels.items():
+        for attr in ("candidate_image", "best_image", "candidate_caption", "best_caption", "image", "caption"):
+            if hasattr(panel, attr):
+                shown[f"{name}.{attr}"] = bytes(getattr(panel, attr).value) if attr.endswith("image") \
+                    else getattr(panel, attr).value
+    return shown
+
+
+def sleepy_evaluator(seconds):
+    def evaluate(arch):
+        time.sleep(seconds)
+        return SPACE.evaluate(arch)
+    return evaluate
+
+
+def failing_after(n_ok):
+    calls = []
+
+    def evaluate(arch):
+        calls.append(arch)
+        if len(calls) > n_ok:
+            raise ValueError(f"boom: evaluator failed on call {len(calls)}")
+        return SPACE.evaluate(arch)
+    return evaluate
+
+
+def shows(dash, upto, total, timeout=5.0) -> bool:
+    """Wait until the dashboard shows step `upto` of `total` (redraws of runs elsewhere are coalesced)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if f"trial {upto} of {total}" in dash.status.value and dash.history_slider.value == upto:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_panels_are_the_ones_the_strategy_asks_for():
+    dash = Dashboard(RandomSearch(SPACE, SPACE.evaluate, seed=0))
+    assert tuple(dash.panels) == RandomSearch.panels == ("cell", "progress")
+    chosen = Dashboard(RandomSearch(SPACE, SPACE.evaluate, seed=0), panels=["cell"])
+    assert tuple(chosen.panels) == ("cell",)
+    with pytest.raises(KeyError, match="choose from"):
+        make_panel("histogram")
+
+
+def test_dashboard_displays_as_a_widget():
+    bundle = Dashboard(RandomSearch(SPACE, SPACE.evaluate, seed=0))._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+
+
+def test_step_appends_one_trial_and_redraws():
+    search = RandomSearch(SPACE, SPACE.evaluate, seed=0)
+    dash = Dashboard(search)
+    before = snapshot(dash)
+    dash.step_button.click()
+    assert len(search.history) == 1 and dash.history_slider.value == dash.history_slider.max == 1
+    after = snapshot(dash)
+    assert after["cell.candidate_image"][:8] == b"\x89PNG\r\n\x1a\n"
+    assert after["progress.image"][:8] == b"\x89PNG\r\n\x1a\n"
+    assert after["cell.candidate_image"] != before["cell.candidate_image"]
+    assert after["progress.image"] != before["progress.image"]
+    assert "trial 1 of 1" in dash.status.value and "best val_accuracy" in dash.status.value
+    assert search.history[0].arch in after["cell.candidate_caption"]
+    dash.step_button.click()
+    assert len(search.history) == 2 and snapshot(dash)["progress.image"] != after["progress.image"]
+
+
+def test_slider_replays_a_past_step_without_touching_the_search():
+    search = RandomSearch(SPACE, SPACE.evaluate, seed=1)
+    dash = Dashboard(search)
+    seen = [snapshot(dash)]
+    for _ in range(5):
+        dash.step_button.click()
+        seen.append(snapshot(dash))
+    history_before, rng_before = search.history.to_json(), search.rng.bit_generator.state
+    for t in (2, 0, 4, 1, 5):
+        dash.show_step(t)
+        assert snapshot(dash) == seen[t], f"step {t} does not look as it did when it was current"
+        assert f"trial {t} of 5" in dash.status.value
+    dash.history_slider.value = 3  # what dragging the slider in the browser does
+    assert snapshot(dash) == seen[3]
+    assert search.history.to_json() == history_before and search.rng.bit_generator.state == rng_before
+    with pytest.raises(ValueError, match="0 .. 5"):
+        dash.show_step(6)
+
+
+def test_scrubbed_back_dashboard_stays_put_while_the_search_runs_on():
+    search = RandomSearch(SPACE, SPACE.evaluate, seed=2)
+    dash = Dashboard(search, panels=["cell"])
+    search.run(3, progress=False)  # steps taken outside the dashboard move it too
+    assert shows(dash, 3, 3) and dash.history_slider.max == 3
+    dash.show_step(1)
+    search.run(5, progress=False)
+    time.sleep(2 * Dashboard.REDRAW_INTERVAL)
+    assert (dash.history_slider.max, dash.history_slider.value) == (5, 1)
+
+
+def test_play_then_pause_stops_within_one_step():
+    search = RandomSearch(SPACE, sleepy_evaluator(0.02), seed=0)
+    dash = Dashboard(search, panels=["cell"])
+    dash.play()
+    deadline = time.monotonic() + 20
+    while len(search.history) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert dash.playing and dash.step_button.disabled and dash.reset_button.disabled
+    with pytest.raises(RuntimeError, match="pause"):
+        dash.step()
+    dash.pause()
+    at_pause = len(search.history)
+    assert dash.wait(timeout=20)
+    assert at_pause <= len(search.history) <= at_pause + 1
+    assert not dash.step_button.disabled and not dash.reset_button.disabled and not dash.play_button.value
+    assert sum(t.name == "nasnb-dashboard-play" for t in threading.enumerate()) == 0
+    assert dash.history_slider.max == len(search.history)
+
+
+def test_reset_empties_the_history_and_replays_trial_zero():
+    search = RandomSearch(SPACE, SPACE.evaluate, seed=3)
+    dash = Dashboard(search)
+    dash.step_button.click()
+    first, first_view = search.history[0], snapshot(dash)
+    for _ in range(3):
+        dash.step_button.click()
+    dash.reset_button.click()
+    assert len(search.history) == 0 and dash.history_slider.max == 0 and "trial 0 of 0" in dash.status.value
+    dash.step_button.click()
+    again = search.history[0]
+    assert (again.number, again.arch, again.metrics, again.info) == (first.number, first.arch, first.metrics, first.info)
+    assert snapshot(dash) == first_view
+
+
+def test_an_error_inside_a_step_is_shown_and_stops_playing():
+    search = RandomSearch(SPACE, failing_after(2), seed=0)
+    dash = Dashboard(search, panels=["cell"])
+    dash.play()
+    assert dash.wait(timeout=20)
+    assert len(search.history) == 2 and not dash.play_button.value and not dash.step_button.disabled
+    assert "boom: evaluator failed on call 3" in dash.error_text and "Traceback" in dash.error_text
+    dash.clear_error()
+    dash.step_button.click()  # a click cannot raise into the browser: the error is shown instead
+    assert "boom: evaluator failed on call 4" in dash.error_text
+    with pytest.raises(ValueError, match="call 5"):
+        dash.step()  # from code, the error is shown *and* raised
+
+
+class TextOnlySpace:
+    """A space with no drawing (no to_graph): the cell panel must fall back to text."""
+
+    name = "text-only"
+
+    def sample(self, rng):
+        return SPACE.sample(rng)
+
+    def format(self, arch):
+        return SPACE.format(arch)
+
+
+def test_space_without_drawings_gets_text_captions():
+    search = RandomSearch(TextOnlySpace(), SPACE.evaluate, seed=0)
+    dash = Dashboard(search)
+    dash.step_button.click()
+    cell = dash.panels["cell"]
+    assert cell.candidate_image.layout.display == "none"
+    assert search.history[0].arch in cell.candidate_caption.value
+    assert dash.error_text == ""
+
+
+def test_custom_plot_panel_and_figure_png():
+    from matplotlib.figure import Figure
+
+    def plot_count(history, upto=None, ax=None):
+        fig = Figure(figsize=(4, 3))
+        fig.add_subplot().bar([0], [upto])
+        return fig
+
+    panel = PlotPanel(plot_count, title="count", dpi=50)
+    dash = Dashboard(RandomSearch(SPACE, SPACE.evaluate, seed=0), panels=["cell", panel])
+    dash.step_button.click()
+    png = bytes(panel.image.value)
+    assert struct.unpack(">II", png[16:24]) == (200, 150)  # 4 x 3 inches at 50 dpi
+    draws = panel.draws
+    dash.show_step(1)  # unchanged input: no redraw
+    assert panel.draws == draws
+    assert figure_png(plot_count(None, upto=1), dpi=50) == png
+
+
+@pytest.mark.parametrize("name", ["RegularizedEvolution", "Reinforce"])
+def test_dashboard_for_learning_strategies(name):
+    cls = getattr(strategies, name, None)
+    if cls is None:
+        pytest.skip(f"{name} is not written yet")
+    options = {"population_size": 3, "sample_size": 2} if name == "RegularizedEvolution" else {}
+    search = cls(SPACE, SPACE.evaluate, seed=0, **options)
+    dash = Dashboard(search)
+    assert tuple(dash.panels) == cls.panels and cls.panels[1] in ("population", "policy")
+    plot = dash.panels[cls.panels[1]]
+    views = []
+    for _ in range(5):
+        dash.step_button.click()
+        views.append(bytes(plot.image.value))
+    assert dash.error_text == "" and len(search.history) == 5
+    assert len(set(views)) == 5  # every step changes the picture
+    dash.show_step(2)
+    assert bytes(plot.image.value) == views[1]
+
+
+def test_widgets_use_no_pyplot():
+    code = (
+        "import sys\n"
+        "from nasnb.spaces.toy import ToySpace\n"
+        "from nasnb.strategies import RandomSearch\n"
+        "from nasnb.widgets import Dashboard\n"
+        "space = ToySpace()\n"
+        "dash = Dashboard(RandomSearch(space, space.evaluate, seed=0))\n"
+        "dash.step_button.click(); dash.step_button.click()\n"
+        "assert dash.error_text == '', dash.error_text\n"
+        "print('matplotlib.pyplot' in sys.modules, 'matplotlib' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
+
+
+def test_a_fast_run_elsewhere_is_drawn_coalesced_and_ends_on_the_last_trial():
+    search = RandomSearch(SPACE, SPACE.evaluate, seed=0)
+    dash = Dashboard(search)
+    progress = dash.panels["progress"]
+    draws_before = progress.draws
+    search.run(300, progress=False)  # e.g. in another cell: ~30 us a trial, far faster than drawing
+    assert progress.draws - draws_before < 30, "every trial of a fast run was redrawn"
+    assert shows(dash, 300, 300), "the last trial must be drawn (by a timer, REDRAW_INTERVAL after the run)"
+    assert dash.history_slider.max == 300
+    dash.step_button.click()  # the dashboard's own steps are still drawn one by one
+    assert dash.history_slider.value == 301
+    dash.close()
