@@ -66,3 +66,23 @@ def test_bad_arguments_are_clear_errors(digits):
         TrainEvaluator(digits, epochs=0)
     with pytest.raises((ValueError, KeyError), match="conv_9x9"):
         TrainEvaluator(digits, epochs=1)(("conv_9x9",) * 6)
+
+
+def test_process_pool_reproduces_in_process_results(digits):
+    """Spawned one-thread workers give the metrics a one-thread evaluation gives in this process."""
+    from nasnb.evaluators import process_pool
+    from nasnb.strategies import RandomSearch
+
+    space = NB201Space()
+    evaluator = TrainEvaluator(digits, epochs=1, device="cpu", count_flops=False)
+    with process_pool(2) as pool:
+        parallel = RandomSearch(space, evaluator, seed=3).run(4, executor=pool, progress=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        sequential = RandomSearch(space, TrainEvaluator(digits, epochs=1, device="cpu", count_flops=False),
+                                  seed=3).run(4, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    assert [t.arch for t in parallel] == [t.arch for t in sequential]
+    assert parallel.values() == sequential.values()
