@@ -2,7 +2,8 @@
 # Installs everything the tests need and runs them: the README's test command, and CI's.
 #   bash scripts/test.sh            # all tests
 #   bash scripts/test.sh -k nb201   # extra arguments go to pytest
-# System package: graphviz (the `dot` program), via apt-get when it is missing and apt-get exists.
+# System packages: graphviz (the `dot` program) and chromium (for tests/browser), via apt-get when
+# they are missing.
 # Python packages: nasnb[test] into .venv (created here; set NASNB_PYTHON to use another python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,7 @@ install_system() {  # $1 = command that must exist, $2 = Debian package
   fi
 }
 install_system dot graphviz
+bash scripts/install-browser.sh  # Debian's chromium for tests/browser (never a browser download)
 
 if [ -n "${NASNB_PYTHON:-}" ]; then
   PY="$NASNB_PYTHON"
