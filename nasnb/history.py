@@ -13,7 +13,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
+import tempfile
+from pathlib import Path
 from typing import Iterator
+
+
+def atomic_write(path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and a rename: never a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,8 +145,6 @@ class History:
 
     def save(self, path) -> None:
         """Write the history as JSON, atomically (a crash mid-write leaves the old file intact)."""
-        from nasnb.strategies.base import atomic_write
-
         atomic_write(path, self.to_json(indent=1).encode())
 
     @classmethod

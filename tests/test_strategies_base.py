@@ -96,7 +96,7 @@ def test_killed_process_loses_no_finished_trial_and_resumes_exactly(strategy, kw
     assert 6 <= saved < 30, f"the killed run saved {saved} trials"
 
     space = ToySpace(length=6, options=4)
-    extra = eval_kwargs(kwargs)
+    extra = parse_kwargs(kwargs)
     resumed = getattr(strategies, strategy)(space, space.evaluate, seed=11, **extra)
     resumed.run(30, checkpoint=path, progress=False)
     uninterrupted = getattr(strategies, strategy)(space, space.evaluate, seed=11, **extra).run(30, progress=False)
@@ -109,7 +109,7 @@ def _trials_in(path) -> int:
     return len(History.from_json(torch.load(path, weights_only=True)["history"]))  # atomic: never half-written
 
 
-def eval_kwargs(kwargs: str) -> dict:
+def parse_kwargs(kwargs: str) -> dict:
     """', population_size=5' -> {'population_size': 5}: the same keyword ints the script passes."""
     pairs = [p.strip() for p in kwargs.split(",") if p.strip()]
     return {k.strip(): int(v) for k, v in (p.split("=") for p in pairs)}

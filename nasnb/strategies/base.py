@@ -18,8 +18,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import os
-import tempfile
 import time
 from concurrent.futures import Executor
 from pathlib import Path
@@ -28,7 +26,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from nasnb.history import History, Trial
+from nasnb.history import History, Trial, atomic_write
 from nasnb.spaces.base import Arch, SearchSpace
 
 Evaluator = Callable[[Arch], dict]
@@ -56,22 +54,6 @@ def jsonable(value: Any) -> Any:
         return value
     raise TypeError(f"{type(value).__name__} is not JSON-friendly; evaluators and strategies must "
                     "return numbers, strings, lists and dicts")
-
-
-def atomic_write(path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file and a rename: never a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 class Strategy:
