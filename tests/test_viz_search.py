@@ -118,3 +118,31 @@ def test_renderers_return_figures():
     assert plot_population(evolution.history, ax=ax) is fig
     assert isinstance(plot_best_so_far({"random": [random], "evolution": evolution.history}), Figure)
     assert plot_best_so_far({"evolution": [evolution.history]}, ax=ax) is fig
+
+
+@pytest.mark.parametrize("fixed_margins", [False, True])
+def test_population_legend_sits_outside_the_axes(fixed_margins):
+    """The legend used to sit in the upper left, over the first trials: it now covers no data point,
+    alone (constrained layout) and in the dashboard's fixed-margin panel."""
+    from matplotlib.figure import Figure
+
+    from nasnb.widgets.panels import one_axes
+
+    space = ToySpace(length=6, options=4)
+    search = RegularizedEvolution(space, space.evaluate, population_size=5, sample_size=3, seed=1)
+    search.run(12, progress=False)
+    if fixed_margins:
+        fig = Figure(figsize=(7, 4))
+        plot_population(search.history, ax=one_axes(fig))
+    else:
+        fig = plot_population(search.history)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # lays the figure out as saving it would
+    renderer = canvas.get_renderer()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent(renderer)
+    axes_box = ax.get_window_extent(renderer)
+    assert legend.x0 > axes_box.x1, "the legend overlaps the plotting area"
+    assert legend.x1 <= fig.bbox.x1 + 1, "the legend is cut off at the figure's right edge"

@@ -254,3 +254,26 @@ def test_a_fast_run_elsewhere_is_drawn_coalesced_and_ends_on_the_last_trial():
     dash.step_button.click()  # the dashboard's own steps are still drawn one by one
     assert dash.history_slider.value == 301
     dash.close()
+
+
+def png_of_size(width, height) -> bytes:
+    """A PNG signature and IHDR chunk with this size (all the panel reads)."""
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I4sII", 13, b"IHDR", width, height) + b"\x08\x06\x00\x00\x00"
+
+
+@pytest.mark.parametrize("size, flow, width", [((900, 100), "column", "100%"), ((400, 300), "row", "50%"),
+                                               ((350, 100), "row", "50%"), ((351, 100), "column", "100%")])
+def test_cell_panel_stacks_long_strip_drawings(size, flow, width):
+    """A drawing wider than WIDE_ASPECT (3.5) times its height gets the full width: candidate above best."""
+    panel = make_panel("cell")
+    panel._arrange(png_of_size(*size))
+    assert panel.widget.layout.flex_flow == flow
+    assert [c.layout.width for c in panel.columns] == [width, width]
+
+
+def test_toy_chain_is_drawn_full_width_in_the_dashboard():
+    dash = Dashboard(RandomSearch(ToySpace(length=6, options=4), ToySpace(6, 4).evaluate, seed=0))
+    dash.step_button.click()
+    cell = dash.panels["cell"]
+    w, h = struct.unpack(">II", bytes(cell.candidate_image.value)[16:24])
+    assert w > 3.5 * h and cell.widget.layout.flex_flow == "column"

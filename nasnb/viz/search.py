@@ -169,7 +169,9 @@ def plot_population(history: History, upto: int | None = None, ax=None, **kwargs
         rule = "aging" if data["aging"] else "non-aging"
         title = f"{len(x)} trials, population {data['population_size']} ({rule})"
     ax.set(xlabel="birth step (trial number)", ylabel=data["metric"], title=title)
-    ax.legend(loc="upper left", fontsize="x-small", framealpha=0.8)  # evolution climbs: upper left stays empty
+    # Outside the axes, on the right: inside, it covered the first trials (the upper left is not empty
+    # when an early random trial happens to be good).
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize="x-small")
     return fig
 
 

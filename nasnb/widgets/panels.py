@@ -27,6 +27,7 @@ from typing import Callable
 
 import ipywidgets as widgets
 
+WIDE_ASPECT = 3.5  # a cell drawing wider than this many times its height gets the panel's full width
 CAPTION_STYLE = "font-family: monospace; font-size: 12px; line-height: 1.3; word-break: break-all"
 
 
@@ -86,11 +87,13 @@ class CellPanel(Panel):
         self._shown: tuple | None = None  # what is on screen: (candidate, best) trials
         self.candidate_title, self.candidate_image, self.candidate_caption = self._slot()
         self.best_title, self.best_image, self.best_caption = self._slot()
-        column = widgets.Layout(width="50%", min_width="220px", padding="0 6px 0 0")
-        self.widget = widgets.HBox([
-            widgets.VBox([self.candidate_title, self.candidate_image, self.candidate_caption], layout=column),
-            widgets.VBox([self.best_title, self.best_image, self.best_caption], layout=column),
-        ], layout=widgets.Layout(width="100%"))
+        self.columns = [
+            widgets.VBox([self.candidate_title, self.candidate_image, self.candidate_caption],
+                         layout=widgets.Layout(width="50%", min_width="220px", padding="0 6px 0 0")),
+            widgets.VBox([self.best_title, self.best_image, self.best_caption],
+                         layout=widgets.Layout(width="50%", min_width="220px", padding="0 6px 0 0")),
+        ]
+        self.widget = widgets.HBox(self.columns, layout=widgets.Layout(width="100%", flex_flow="row"))
 
     @staticmethod
     def _slot():
@@ -111,6 +114,17 @@ class CellPanel(Panel):
         self._fill(search, self.best_title, self.best_image, self.best_caption, best,
                    f"best of the first {upto} trials" if best else "best so far: no trial yet")
         self._shown = (candidate, best)
+        self._arrange(self.candidate_image.value or self.best_image.value)
+
+    def _arrange(self, png: bytes) -> None:
+        """Side by side, or one above the other when the drawing is a long strip (a chain of
+        decisions, as in ToySpace): half the width would shrink it until its labels are unreadable."""
+        png = bytes(png)  # the widget hands its value back as a memoryview
+        width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")  # PNG header
+        wide = png.startswith(b"\x89PNG") and width > WIDE_ASPECT * height
+        self.widget.layout.flex_flow = "column" if wide else "row"
+        for column in self.columns:
+            column.layout.width = "100%" if wide else "50%"
 
     def _fill(self, search, title, image, caption, trial, heading: str) -> None:
         title.value = f"<b>{html.escape(heading)}</b>" + (f" (trial {trial.number})" if trial else "")
@@ -197,8 +211,9 @@ class PlotPanel(Panel):
 
 
 def one_axes(fig):
-    """One Axes with fixed margins that leave room for tick labels, axis labels and a title."""
-    fig.subplots_adjust(left=0.1, right=0.98, bottom=0.13, top=0.92)
+    """One Axes with fixed margins that leave room for tick labels, axis labels, a title and, on the
+    right, a legend outside the axes."""
+    fig.subplots_adjust(left=0.1, right=0.8, bottom=0.13, top=0.92)
     return fig.add_subplot()
 
 
