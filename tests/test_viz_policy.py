@@ -90,3 +90,19 @@ def test_plot_policy_draws_one_bar_per_option_and_outlines_the_sampled_one(searc
     with pytest.raises(ValueError, match="three Axes"):
         plot_policy(search.history, ax=axes[:2])
     assert plot_policy(search.history, upto=0) is not None  # before the first trial: an empty picture
+
+
+def test_policy_legend_covers_no_bar_and_reward_plot_has_none(search):
+    """The options' legend sits in the band above probability 1 (it used to cover the tallest bars);
+    the reward plot names its dots and line in the title instead of a box over the points."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = plot_policy(search.history)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    bars_ax, _, reward_ax = fig.axes[:3]
+    box = bars_ax.get_legend().get_window_extent(canvas.get_renderer())
+    bottom_in_data = bars_ax.transData.inverted().transform((box.x0, box.y0))[1]
+    assert bottom_in_data >= 1.0, f"the legend reaches down to probability {bottom_in_data:.2f}"
+    assert bars_ax.get_ylim()[1] > 1.0 and max(bars_ax.get_yticks()) == 1.0
+    assert reward_ax.get_legend() is None and "baseline b" in reward_ax.get_title()

@@ -183,18 +183,22 @@ def _draw_bars(data: dict, ax) -> None:
     ax.hlines(*zip(*uniform), colors="#555555", linestyles=":", linewidth=1)
     style = _tick_style(data)
     ax.set_xticks(centers, style.pop("labels"), **style)
-    ax.set(ylim=(0, 1.02), xlim=(-1, x - 1), ylabel="probability",
+    # A probability is at most 1: the band above 1 is kept free for the legend, which would
+    # otherwise cover the bars that matter most (those of a sharpened policy).
+    ax.set(ylim=(0, 1.3 if len(legend) <= 12 else 1.02), yticks=[0, 0.2, 0.4, 0.6, 0.8, 1.0],
+           xlim=(-1, x - 1), ylabel="probability",
            title=f"π(a_k | a_<k) when trial {data['trial']} was sampled (outlined; dotted: uniform)")
     if len(legend) <= 12:
         ax.legend(handles=[Patch(color=c, label=o) for o, c in legend.items()], fontsize="x-small",
-                  ncols=min(len(legend), 6), loc="upper right", framealpha=0.8)
+                  ncols=min(len(legend), 6), loc="upper center", framealpha=0.8, borderaxespad=0.2)
 
 
 def _draw_entropy(data: dict, ax) -> None:
     ax.plot(data["number"], data["entropies"], color=ENTROPY, lw=1.2, marker=".", ms=3, label="sampled path")
     ax.axhline(data["max_entropy"], color="#555555", ls=":", lw=1, label="uniform policy")
     ax.set(xlabel="trial", ylabel="entropy (nats)", ylim=(0, 1.05 * data["max_entropy"] or 1.0),
-           title="entropy Σ_k H(π(·|a_<k))", xlim=None if data["number"] else (0, 1))
+           xlim=None if data["number"] else (0, 1))
+    ax.set_title("entropy Σ_k H(π(·|a_<k))", fontsize="medium")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.legend(fontsize="x-small", loc="lower left")
 
@@ -203,8 +207,9 @@ def _draw_rewards(data: dict, ax) -> None:
     ax.scatter(data["number"], data["rewards"], s=12, color=REWARD, label=f"reward R ({data['metric']})")
     ax.plot(data["number"], data["baselines"], color=BASELINE, lw=1.5,
             label=f"baseline b (decay {data['baseline_decay']})")
-    ax.set(xlabel="trial", ylabel=data["metric"], title="reward R and baseline b")
+    # The title is the legend: rewards are spread over the whole axes, a legend box would hide some.
+    ax.set(xlabel="trial", ylabel=data["metric"])
+    ax.set_title("reward R (dots), baseline b (line)", fontsize="medium")
     if not data["number"]:
         ax.set(xlim=(0, 1), ylim=(0, 1))  # nothing to show yet: plain axes rather than matplotlib's ±0.05
     ax.xaxis.get_major_locator().set_params(integer=True)
-    ax.legend(fontsize="x-small", loc="lower right")
