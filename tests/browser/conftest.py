@@ -32,7 +32,10 @@ ARTIFACTS = ROOT / "artifacts"
 SCREENSHOTS = ARTIFACTS / "screenshots"
 CHROMIUM = os.environ.get("NASNB_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+                 # Hermetic: no host name resolves (the server is 127.0.0.1), so the notebooks' Colab and
+                 # Binder badge images fail at once instead of waiting on a network there may not be.
+                 "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"]
 
 # Settings that make JupyterLab testable: no news/update pop-up over the page, and every cell
 # rendered (the default windowing mode only renders cells near the viewport, so outputs below the

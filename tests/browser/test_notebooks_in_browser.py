@@ -4,7 +4,8 @@ nbclient (tests/test_notebooks.py) proves the code runs; it cannot see a widget 
 an SVG that fails to show or a Play button that freezes the page. Here each notebook is opened in
 JupyterLab, run with Run All (quick budget, NASNB_QUICK=1), and checked in the DOM: no cell shows an
 error, the widgets and drawings are there, and clicking Step redraws the dashboard's panels. A
-full-page screenshot of each notebook goes to artifacts/screenshots/ (the README gallery uses them).
+full-page screenshot of each notebook goes to artifacts/screenshots/, with one of its main widget
+after the click (`<notebook>.widget.png`, which scripts/gallery.py puts in the README).
 
 Images are compared by content: a widget Image shows its PNG through a blob: URL, which changes at
 every redraw even when the picture does not, so the page fetches the bytes and hashes them.
@@ -103,6 +104,16 @@ def notebook_screenshot(page, name: str) -> None:
     panel.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
 
 
+def widget_screenshot(locator, stem: str) -> None:
+    """The notebook's main widget alone, after it was clicked: `<stem>.widget.png`, the picture
+    that scripts/gallery.py puts in the README."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    locator.page.set_viewport_size({"width": 1400, "height": 1000})
+    locator.scroll_into_view_if_needed()
+    locator.page.wait_for_timeout(300)
+    locator.screenshot(path=str(SCREENSHOTS / f"{stem}.widget.png"))
+
+
 def button(scope, text: str):
     return scope.locator(".jupyter-widgets.widget-button, .jupyter-widgets.widget-toggle-button",
                          has_text=re.compile(rf"^\s*{re.escape(text)}\s*$"))
@@ -146,6 +157,16 @@ def test_notebook_in_jupyterlab(path, page, lab):
     notebook_screenshot(page, path.stem)  # taken before the asserts: a failure is worth a look too
     assert_no_errors(cells, name)
 
+    # The generated first cells (scripts/sync_notebooks.py): the launch badges render as links to this
+    # notebook (their images come from the internet, which the test browser cannot reach), and the
+    # set-up cell ran and names the device.
+    for site in ("https://colab.research.google.com/github/", "https://mybinder.org/v2/gh/"):
+        badge = page.locator(f".jp-RenderedMarkdown a[href^='{site}']", has=page.locator("img"))
+        assert badge.count() == 1, f"{name}: no {site} badge rendered"
+        assert badge.get_attribute("href").replace("%2F", "/").endswith(f"notebooks/{name}")
+    setup = page.locator(".jp-Notebook .jp-CodeCell").first.locator(".jp-OutputArea-output")
+    assert "training will run on:" in setup.inner_text(), f"{name}: the set-up cell printed no device"
+
     svgs = page.locator(".jp-RenderedSVG svg, .jp-RenderedSVG img, .jp-RenderedImage img")
     assert svgs.count() >= 1, f"{name}: no cell drawing (SVG) or plot rendered"
     images = page.locator(".jupyter-widgets.widget-image")
@@ -167,6 +188,7 @@ def test_notebook_in_jupyterlab(path, page, lab):
         page.wait_for_timeout(300)  # the images arrive with (or just after) the status line
         after = image_hashes(panel_images)
         assert after != before, f"{name}: Step added a trial but no panel image changed"
+        widget_screenshot(dashboard, path.stem)
     elif button(page, "mutate one edge").count():  # 01: the sampler widget
         picture = page.locator(".jp-OutputArea-output", has=button(page, "mutate one edge")).locator(".widget-image")
         before = image_hashes(picture)
@@ -175,6 +197,7 @@ def test_notebook_in_jupyterlab(path, page, lab):
         while image_hashes(picture) == before and time.monotonic() < deadline:
             time.sleep(0.2)
         assert image_hashes(picture) != before, f"{name}: 'mutate one edge' did not change the cell picture"
+        widget_screenshot(page.locator(".jp-OutputArea-output", has=button(page, "mutate one edge")), path.stem)
     else:
         pytest.fail(f"{name}: neither a Dashboard (Step) nor the sampler (mutate one edge) is shown; "
                     "add what this notebook's widgets are to the test")
