@@ -147,3 +147,43 @@ def test_readme_has_the_badges_and_a_row_per_notebook():
         assert sync.colab_url(owner, name, path.name) in readme, f"README has no Colab badge for {path.name}"
         assert sync.binder_url(owner, name, path.name) in readme
         assert f"](notebooks/{path.name})" in readme
+
+
+@pytest.mark.slow
+def test_setup_cell_installs_nasnb_into_a_python_that_lacks_it(tmp_path):
+    """The set-up cell for real, as on a fresh Colab runtime: a new venv that sees this environment's
+    packages (torch, ...; as Colab has its own) but not nasnb. Only the address is swapped for a
+    wheel built from this checkout (no network here); find_spec, pip, the import and the device
+    report run as written. PIP_NO_INDEX proves nothing else had to be fetched."""
+    import os
+    import site
+    import subprocess
+    import venv
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "dist").glob("nasnb-*.whl")
+    env_dir = tmp_path / "fresh"
+    venv.EnvBuilder(with_pip=True).create(env_dir)
+    python = env_dir / "bin" / "python"
+    site_dir = subprocess.run([python, "-c", "import site; print(site.getsitepackages()[0])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    # A plain directory line in a .pth: its packages are importable, its own .pth files (the editable
+    # install of nasnb among them) are not run. So the new Python has torch but no nasnb.
+    Path(site_dir, "borrowed.pth").write_text(site.getsitepackages()[0] + "\n")
+    # ensurepip's old setuptools would shadow the borrowed one, which torch's metadata needs (>= 77).
+    subprocess.run([python, "-m", "pip", "uninstall", "-y", "-q", "setuptools"], check=True, capture_output=True)
+    probe = "import importlib.util; print(importlib.util.find_spec('nasnb') is None)"
+    found = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert found.stdout.strip() == "True"  # (run outside the checkout, whose nasnb/ `-c` would import)
+
+    url, _, _ = sync.repository()
+    cell = sync.setup_source(url).replace(sync.install_requirement(url), f"nasnb @ {wheel.as_uri()}")
+    assert cell != sync.setup_source(url)
+    env = dict(os.environ, PIP_NO_INDEX="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    run = subprocess.run([python, "-c", cell], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "training will run on: cpu" in run.stdout or "training will run on: cuda" in run.stdout
+    installed = subprocess.run([python, "-c", "import nasnb; print(nasnb.__file__)"], capture_output=True,
+                               text=True, check=True, cwd=tmp_path).stdout
+    assert installed.startswith(site_dir), f"nasnb was not installed into the new Python: {installed}"
