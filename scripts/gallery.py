@@ -33,7 +33,9 @@ HASH_KEY = "nasnb:notebook-sha256"
 
 
 def notebook_hash(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """SHA-256 of the notebook's content (parsed, so line endings and key order do not count)."""
+    canonical = json.dumps(json.loads(path.read_text(encoding="utf-8")), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def title(path: Path) -> str:

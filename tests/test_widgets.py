@@ -277,3 +277,29 @@ def test_toy_chain_is_drawn_full_width_in_the_dashboard():
     cell = dash.panels["cell"]
     w, h = struct.unpack(">II", bytes(cell.candidate_image.value)[16:24])
     assert w > 3.5 * h and cell.widget.layout.flex_flow == "column"
+
+
+@pytest.mark.parametrize("name", ["RandomSearch", "RegularizedEvolution", "Reinforce"])
+def test_dashboard_uses_only_core_widget_models(name):
+    """Colab, VS Code, Notebook 7 and JupyterLab render the core models (@jupyter-widgets/base,
+    controls, output) with no extension installed; a third-party model would show as text there."""
+    import ipywidgets
+
+    factory = {"RandomSearch": lambda: RandomSearch(SPACE, SPACE.evaluate, seed=0),
+               "RegularizedEvolution": lambda: strategies.RegularizedEvolution(SPACE, SPACE.evaluate, population_size=3,
+                                                                               sample_size=2, seed=0),
+               "Reinforce": lambda: strategies.Reinforce(SPACE, SPACE.evaluate, seed=0)}[name]
+    dash = Dashboard(factory())
+    dash.step_button.click()
+
+    def tree(widget):  # every widget the dashboard displays, children and layouts included
+        yield widget
+        for trait in widget.keys:
+            value = getattr(widget, trait)
+            for child in value if isinstance(value, (list, tuple)) else [value]:
+                if isinstance(child, ipywidgets.Widget):
+                    yield from tree(child)
+
+    modules = {w._model_module for w in tree(dash)} | {w._view_module for w in tree(dash) if w._view_module}
+    assert modules <= {"@jupyter-widgets/base", "@jupyter-widgets/controls", "@jupyter-widgets/output"}, modules
+    assert len(list(tree(dash))) > 20  # the walk did reach the panels
