@@ -65,9 +65,17 @@ def test_panels_are_the_ones_the_strategy_asks_for():
         make_panel("histogram")
 
 
-def test_dashboard_displays_as_a_widget():
-    bundle = Dashboard(RandomSearch(SPACE, SPACE.evaluate, seed=0))._repr_mimebundle_()
-    assert "application/vnd.jupyter.widget-view+json" in bundle
+def test_dashboard_displays_as_a_widget(monkeypatch):
+    dash = Dashboard(RandomSearch(SPACE, SPACE.evaluate, seed=0))
+    if hasattr(dash, "_repr_mimebundle_"):  # ipywidgets 8
+        bundle = dash._repr_mimebundle_()
+    else:  # ipywidgets 7 (Colab's): _ipython_display_ hands the same bundle to IPython's display
+        import ipywidgets.widgets.widget as widget_module
+        shown = []
+        monkeypatch.setattr(widget_module, "display", lambda data, **kw: shown.append(data))
+        dash._ipython_display_()
+        (bundle,) = shown
+    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == dash.model_id
 
 
 def test_step_appends_one_trial_and_redraws():
