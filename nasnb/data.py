@@ -171,6 +171,30 @@ def stratified_order(y: np.ndarray, rng) -> np.ndarray:
     return np.argsort(key, kind="stable")
 
 
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits: images (1797, 8, 8) with values 0..16, and targets (1797,).
+
+    Read straight from the file scikit-learn's wheel ships (datasets/data/digits.csv.gz), as
+    `sklearn.datasets.load_digits` does, without importing `sklearn.datasets`: that import pulls in
+    SciPy and most of scikit-learn, about 100 MB of memory and a second of time, which matters in a
+    1 GB Binder session (benchmarks/notebook_memory.py). load_digits() is the fallback should the
+    file ever move.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # finds the package without importing it
+    if spec is None:
+        raise ModuleNotFoundError("the digits data set comes with scikit-learn: pip install scikit-learn")
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "digits.csv.gz"
+    if not path.is_file():
+        from sklearn.datasets import load_digits
+
+        digits = load_digits()
+        return digits.images, digits.target
+    table = np.loadtxt(path, delimiter=",")  # numpy reads the .gz directly
+    return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
+
+
 def load(name: str, root=None, download: bool = True, device="cpu", seed=0,
          train_size: int | None = None, val_size: int | None = None) -> TensorData:
     """Load a data set by name as a `TensorData`: "digits", "mnist", "fashion_mnist" or "cifar10".
@@ -183,12 +207,10 @@ def load(name: str, root=None, download: bool = True, device="cpu", seed=0,
     train_size: keep only this many training images (all that remain by default).
     """
     if name == "digits":
-        from sklearn.datasets import load_digits
-
-        digits = load_digits()
-        x = torch.tensor(digits.images, dtype=torch.float32).div(16.0).unsqueeze(1)  # (1797, 1, 8, 8)
-        y = torch.tensor(digits.target, dtype=torch.int64)
-        order = stratified_order(digits.target, 0)  # seed 0 always: every run tests on the same 400
+        images, target = digits_arrays()
+        x = torch.tensor(images, dtype=torch.float32).div(16.0).unsqueeze(1)  # (1797, 1, 8, 8)
+        y = torch.tensor(target, dtype=torch.int64)
+        order = stratified_order(target, 0)  # seed 0 always: every run tests on the same 400
         test, pool = order[:400], order[400:]
         data = _pack("digits", (x[pool], y[pool]), (x[test], y[test]), 10, 397 if val_size is None else val_size,
                      train_size, seed, mean=None, std=None, augment=None)

@@ -1,5 +1,7 @@
 """Tests for nasnb/data.py: splits, normalisation, batching, augmentation, torchvision loading."""
 import dataclasses
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -301,3 +303,13 @@ def test_from_tensors_rejects_labels_beyond_num_classes():
 def test_tensor_data_is_immutable(digits):
     with pytest.raises(dataclasses.FrozenInstanceError):
         digits.name = "other"
+
+
+def test_digits_are_read_exactly_as_sklearn_loads_them_without_importing_sklearn_datasets(raw_digits):
+    images, target = nd.digits_arrays()
+    assert np.array_equal(images, raw_digits.images) and np.array_equal(target, raw_digits.target)
+    assert images.dtype == raw_digits.images.dtype and target.dtype == np.int64
+    code = ("import sys, nasnb.data; nasnb.data.load('digits');"
+            "print('sklearn.datasets' in sys.modules, 'scipy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"], "loading digits imported sklearn.datasets / scipy (~100 MB)"
