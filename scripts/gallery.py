@@ -22,12 +22,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sync_notebooks import replace_block, title  # noqa: E402  (the README's blocks, a notebook's title)
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 GALLERY = ROOT / "docs" / "gallery"
 README = ROOT / "README.md"
-START, END = "<!-- gallery:start (scripts/gallery.py) -->", "<!-- gallery:end -->"
 MAX_WIDTH = 1000  # pixels; the screenshots are taken 1400 px wide at most
 HASH_KEY = "nasnb:notebook-sha256"
 
@@ -36,15 +38,6 @@ def notebook_hash(path: Path) -> str:
     """SHA-256 of the notebook's content (parsed, so line endings and key order do not count)."""
     canonical = json.dumps(json.loads(path.read_text(encoding="utf-8")), sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-def title(path: Path) -> str:
-    for cell in json.loads(path.read_text())["cells"]:
-        if cell["cell_type"] == "markdown":
-            for line in "".join(cell["source"]).splitlines():
-                if line.startswith("# "):
-                    return line[2:].strip()
-    return path.stem
 
 
 def readme_block(notebooks: list[Path]) -> str:
@@ -59,12 +52,7 @@ def readme_block(notebooks: list[Path]) -> str:
 
 
 def synced_readme(notebooks: list[Path]) -> str:
-    text = README.read_text()
-    if text.count(START) != 1 or text.count(END) != 1:
-        raise SystemExit(f"README.md needs one {START!r} line and one {END!r} line around the gallery")
-    head, rest = text.split(START)
-    _, tail = rest.split(END)
-    return f"{head}{START}\n{readme_block(notebooks)}\n{END}{tail}"
+    return replace_block(README.read_text(), "gallery", readme_block(notebooks), "scripts/gallery.py")
 
 
 def problems(notebooks: list[Path] | None = None) -> list[str]:

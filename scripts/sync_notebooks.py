@@ -103,22 +103,32 @@ def generated_cells(notebook: str) -> list[dict]:
     ]
 
 
-def title(nb: dict) -> str:
+def title(path: Path) -> str:
     """The notebook's first level-1 heading."""
-    for cell in nb["cells"]:
+    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
         if cell["cell_type"] == "markdown":
             for line in "".join(cell["source"]).splitlines():
                 if line.startswith("# "):
                     return line[2:].strip()
-    raise SystemExit(f"{nb.get('_path', 'a notebook')}: no '# Title' heading in any markdown cell")
+    raise SystemExit(f"{path}: no '# Title' heading in any markdown cell")
+
+
+def replace_block(text: str, marker: str, block: str, script: str = "scripts/sync_notebooks.py") -> str:
+    """`text` with what lies between the lines `<!-- marker:start (script) -->` and
+    `<!-- marker:end -->` replaced by `block`: the generated parts of the README."""
+    start, end = f"<!-- {marker}:start ({script}) -->", f"<!-- {marker}:end -->"
+    if text.count(start) != 1 or text.count(end) != 1:
+        raise SystemExit(f"README.md needs one {start!r} line and one {end!r} line around the {marker}")
+    head, rest = text.split(start)
+    _, tail = rest.split(end)
+    return f"{head}{start}\n{block}\n{end}{tail}"
 
 
 def readme_table(notebooks: list[Path]) -> str:
     _, owner, name = repository()
     rows = ["| Notebook | Run it in the cloud |", "| --- | --- |"]
     for path in notebooks:
-        nb = json.loads(path.read_text())
-        rows.append(f"| [{title(nb)}](notebooks/{path.name}) | {badges(owner, name, path.name)} |")
+        rows.append(f"| [{title(path)}](notebooks/{path.name}) | {badges(owner, name, path.name)} |")
     return "\n".join(rows)
 
 
@@ -150,12 +160,7 @@ def readme_blocks(notebooks: list[Path]) -> dict[str, str]:
 def synced_readme(notebooks: list[Path]) -> str:
     text = README.read_text()
     for marker, block in readme_blocks(notebooks).items():
-        start, end = f"<!-- {marker}:start (scripts/sync_notebooks.py) -->", f"<!-- {marker}:end -->"
-        if text.count(start) != 1 or text.count(end) != 1:
-            raise SystemExit(f"README.md needs one {start!r} line and one {end!r} line around the {marker}")
-        head, rest = text.split(start)
-        _, tail = rest.split(end)
-        text = f"{head}{start}\n{block}\n{end}{tail}"
+        text = replace_block(text, marker, block)
     return text
 
 

@@ -6,13 +6,11 @@ A venv that sees this environment's packages (torch, jupyter, ...) gets ipywidge
 starts is that Python's, so every Dashboard, slider and button is built by ipywidgets 7.
 """
 import os
-import site
 import subprocess
-import sys
-import venv
 from pathlib import Path
 
 import pytest
+from venvs import borrowing_venv
 
 ROOT = Path(__file__).resolve().parents[1]
 COLAB_IPYWIDGETS = "7.7.1"
@@ -20,15 +18,7 @@ COLAB_IPYWIDGETS = "7.7.1"
 
 @pytest.fixture(scope="module")
 def python7(tmp_path_factory) -> Path:
-    env_dir = tmp_path_factory.mktemp("ipywidgets7") / "venv"
-    venv.EnvBuilder(with_pip=True).create(env_dir)
-    python = env_dir / "bin" / "python"
-    site_dir = subprocess.run([python, "-c", "import site; print(site.getsitepackages()[0])"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-    # This environment's packages, importable but after the venv's own (nasnb comes from PYTHONPATH).
-    Path(site_dir, "borrowed.pth").write_text(site.getsitepackages()[0] + "\n")
-    # ensurepip's old setuptools would shadow the borrowed one, which torch's metadata needs (>= 77).
-    subprocess.run([python, "-m", "pip", "uninstall", "-y", "-q", "setuptools"], check=True, capture_output=True)
+    python, _ = borrowing_venv(tmp_path_factory.mktemp("ipywidgets7") / "venv")  # nasnb from PYTHONPATH
     install = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
                               f"ipywidgets=={COLAB_IPYWIDGETS}"], capture_output=True, text=True)
     if install.returncode:

@@ -156,23 +156,14 @@ def test_setup_cell_installs_nasnb_into_a_python_that_lacks_it(tmp_path):
     wheel built from this checkout (no network here); find_spec, pip, the import and the device
     report run as written. PIP_NO_INDEX proves nothing else had to be fetched."""
     import os
-    import site
     import subprocess
-    import venv
+
+    from venvs import borrowing_venv
 
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(tmp_path / "dist"), str(ROOT)], check=True, capture_output=True)
     (wheel,) = (tmp_path / "dist").glob("nasnb-*.whl")
-    env_dir = tmp_path / "fresh"
-    venv.EnvBuilder(with_pip=True).create(env_dir)
-    python = env_dir / "bin" / "python"
-    site_dir = subprocess.run([python, "-c", "import site; print(site.getsitepackages()[0])"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-    # A plain directory line in a .pth: its packages are importable, its own .pth files (the editable
-    # install of nasnb among them) are not run. So the new Python has torch but no nasnb.
-    Path(site_dir, "borrowed.pth").write_text(site.getsitepackages()[0] + "\n")
-    # ensurepip's old setuptools would shadow the borrowed one, which torch's metadata needs (>= 77).
-    subprocess.run([python, "-m", "pip", "uninstall", "-y", "-q", "setuptools"], check=True, capture_output=True)
+    python, site_dir = borrowing_venv(tmp_path / "fresh")
     probe = "import importlib.util; print(importlib.util.find_spec('nasnb') is None)"
     found = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path)
     assert found.stdout.strip() == "True"  # (run outside the checkout, whose nasnb/ `-c` would import)
@@ -186,4 +177,4 @@ def test_setup_cell_installs_nasnb_into_a_python_that_lacks_it(tmp_path):
     assert "training will run on: cpu" in run.stdout or "training will run on: cuda" in run.stdout
     installed = subprocess.run([python, "-c", "import nasnb; print(nasnb.__file__)"], capture_output=True,
                                text=True, check=True, cwd=tmp_path).stdout
-    assert installed.startswith(site_dir), f"nasnb was not installed into the new Python: {installed}"
+    assert installed.startswith(str(site_dir)), f"nasnb was not installed into the new Python: {installed}"
