@@ -1,7 +1,8 @@
 """The README's gallery: each notebook's main widget as JupyterLab shows it, from the browser tests.
 
 tests/browser/ runs every notebook in JupyterLab in a headless chromium, clicks its widget (Step,
-or "mutate one edge") and saves a picture of that widget as artifacts/screenshots/<notebook>.widget.png.
+or "mutate one edge") and saves a picture of that widget as artifacts/screenshots/<notebook>.widget.png,
+with what it shows in <notebook>.widget.txt.
 This script turns those pictures into docs/gallery/<notebook>.png (scaled, 256 colours, so the
 repository stays small) and writes the README's gallery between its two marker lines:
 
@@ -32,6 +33,7 @@ GALLERY = ROOT / "docs" / "gallery"
 README = ROOT / "README.md"
 MAX_WIDTH = 1000  # pixels; the screenshots are taken 1400 px wide at most
 HASH_KEY = "nasnb:notebook-sha256"
+CAPTION_KEY = "nasnb:caption"
 
 
 def notebook_hash(path: Path) -> str:
@@ -40,13 +42,23 @@ def notebook_hash(path: Path) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+def caption(picture: Path) -> str:
+    """What the gallery picture shows, as the browser test wrote it (kept in the PNG)."""
+    from PIL import Image
+
+    if not picture.exists():
+        return "(no picture yet)"
+    with Image.open(picture) as image:
+        return image.text.get(CAPTION_KEY, "")
+
+
 def readme_block(notebooks: list[Path]) -> str:
     lines = ["Each notebook's main widget in JupyterLab (headless chromium), just after the browser test",
              "clicked it, at the tests' quick budget (`NASNB_QUICK=1`: a dozen trials of one or two epochs,",
              "hence the low accuracies). Taken by `tests/browser/`, copied here by `python scripts/gallery.py`.",
              ""]
     for path in notebooks:
-        lines += [f"**[{title(path)}](notebooks/{path.name})**", "",
+        lines += [f"**[{title(path)}](notebooks/{path.name})**: {caption(GALLERY / f'{path.stem}.png')}", "",
                   f"![{path.stem}: the main widget after a click](docs/gallery/{path.stem}.png)", ""]
     return "\n".join(lines).rstrip("\n")
 
@@ -81,7 +93,8 @@ def problems(notebooks: list[Path] | None = None) -> list[str]:
 def update(notebooks: list[Path]) -> None:
     from PIL import Image, PngImagePlugin
 
-    missing = [p.name for p in notebooks if not (SCREENSHOTS / f"{p.stem}.widget.png").exists()]
+    missing = [p.name for p in notebooks if not all((SCREENSHOTS / f"{p.stem}.widget.{ext}").exists()
+                                                    for ext in ("png", "txt"))]
     if missing:
         raise SystemExit(f"no screenshot for {missing} in {SCREENSHOTS}: run the browser tests first "
                          "(`pytest tests/browser`, or `python scripts/gallery.py --run`)")
@@ -101,6 +114,7 @@ def update(notebooks: list[Path]) -> None:
             image = image.resize((MAX_WIDTH, round(image.height * MAX_WIDTH / image.width)), Image.LANCZOS)
         info = PngImagePlugin.PngInfo()
         info.add_text(HASH_KEY, notebook_hash(path))
+        info.add_text(CAPTION_KEY, (SCREENSHOTS / f"{path.stem}.widget.txt").read_text().strip(), zip=False)
         image.quantize(colors=256).save(GALLERY / f"{path.stem}.png", optimize=True, pnginfo=info)
         print(f"docs/gallery/{path.stem}.png  {(GALLERY / f'{path.stem}.png').stat().st_size / 1024:.0f} KiB")
     README.write_text(synced_readme(notebooks))

@@ -26,6 +26,9 @@ def test_every_picture_is_small_and_shown_in_the_readme():
         assert picture.stat().st_size < 200 * 1024, f"{picture.name} is {picture.stat().st_size} bytes"
         with Image.open(picture) as image:
             assert image.width <= gallery.MAX_WIDTH and image.height > 50
+            caption = image.text.get(gallery.CAPTION_KEY, "")
+        assert len(caption) > 20, f"{picture.name} carries no caption from the browser test"
+        assert f"**: {caption}" in readme
         assert f"](docs/gallery/{path.stem}.png)" in readme and f"](notebooks/{path.name})" in readme
 
 

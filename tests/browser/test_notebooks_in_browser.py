@@ -104,14 +104,22 @@ def notebook_screenshot(page, name: str) -> None:
     panel.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
 
 
-def widget_screenshot(locator, stem: str) -> None:
+def widget_screenshot(locator, stem: str, caption: str) -> None:
     """The notebook's main widget alone, after it was clicked: `<stem>.widget.png`, the picture
-    that scripts/gallery.py puts in the README."""
+    that scripts/gallery.py puts in the README, and `<stem>.widget.txt`, what it shows."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    (SCREENSHOTS / f"{stem}.widget.txt").write_text(" ".join(caption.split()) + "\n")
     locator.page.set_viewport_size({"width": 1400, "height": 1000})
     locator.scroll_into_view_if_needed()
     locator.page.wait_for_timeout(300)
     locator.screenshot(path=str(SCREENSHOTS / f"{stem}.widget.png"))
+
+
+def panel_names(dashboard) -> str:
+    """The dashboard's panel titles ('cell and population'): bold one-word headings over the panels."""
+    names = [t.strip() for t in dashboard.locator(".widget-html b").all_inner_texts()
+             if re.fullmatch(r"\s*[a-z]+\s*", t)]
+    return " and ".join(names)
 
 
 def button(scope, text: str):
@@ -188,7 +196,9 @@ def test_notebook_in_jupyterlab(path, page, lab):
         page.wait_for_timeout(300)  # the images arrive with (or just after) the status line
         after = image_hashes(panel_images)
         assert after != before, f"{name}: Step added a trial but no panel image changed"
-        widget_screenshot(dashboard, path.stem)
+        header = dashboard.locator(".widget-html", has_text=" maximising ").first.inner_text()
+        widget_screenshot(dashboard, path.stem, f"The Dashboard of {header}, after clicking Step "
+                                                f"(trial {total + 1} of {total + 1}), with the {panel_names(dashboard)} panels.")
     elif button(page, "mutate one edge").count():  # 01: the sampler widget
         picture = page.locator(".jp-OutputArea-output", has=button(page, "mutate one edge")).locator(".widget-image")
         before = image_hashes(picture)
@@ -197,7 +207,9 @@ def test_notebook_in_jupyterlab(path, page, lab):
         while image_hashes(picture) == before and time.monotonic() < deadline:
             time.sleep(0.2)
         assert image_hashes(picture) != before, f"{name}: 'mutate one edge' did not change the cell picture"
-        widget_screenshot(page.locator(".jp-OutputArea-output", has=button(page, "mutate one edge")), path.stem)
+        widget_screenshot(page.locator(".jp-OutputArea-output", has=button(page, "mutate one edge")), path.stem,
+                          "The cell sampler: a NAS-Bench-201 cell drawn from its seed, after clicking "
+                          "'mutate one edge'.")
     else:
         pytest.fail(f"{name}: neither a Dashboard (Step) nor the sampler (mutate one edge) is shown; "
                     "add what this notebook's widgets are to the test")
