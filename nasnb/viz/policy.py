@@ -183,12 +183,13 @@ def _draw_bars(data: dict, ax) -> None:
     ax.hlines(*zip(*uniform), colors="#555555", linestyles=":", linewidth=1)
     style = _tick_style(data)
     ax.set_xticks(centers, style.pop("labels"), **style)
+    show_legend = len(legend) <= 12
     # A probability is at most 1: the band above 1 is kept free for the legend, which would
     # otherwise cover the bars that matter most (those of a sharpened policy).
-    ax.set(ylim=(0, 1.3 if len(legend) <= 12 else 1.02), yticks=[0, 0.2, 0.4, 0.6, 0.8, 1.0],
+    ax.set(ylim=(0, 1.3 if show_legend else 1.02), yticks=[0, 0.2, 0.4, 0.6, 0.8, 1.0],
            xlim=(-1, x - 1), ylabel="probability",
            title=f"π(a_k | a_<k) when trial {data['trial']} was sampled (outlined; dotted: uniform)")
-    if len(legend) <= 12:
+    if show_legend:
         ax.legend(handles=[Patch(color=c, label=o) for o, c in legend.items()], fontsize="x-small",
                   ncols=min(len(legend), 6), loc="upper center", framealpha=0.8, borderaxespad=0.2)
 

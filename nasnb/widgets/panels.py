@@ -87,11 +87,10 @@ class CellPanel(Panel):
         self._shown: tuple | None = None  # what is on screen: (candidate, best) trials
         self.candidate_title, self.candidate_image, self.candidate_caption = self._slot()
         self.best_title, self.best_image, self.best_caption = self._slot()
-        self.columns = [
-            widgets.VBox([self.candidate_title, self.candidate_image, self.candidate_caption],
-                         layout=widgets.Layout(width="50%", min_width="220px", padding="0 6px 0 0")),
-            widgets.VBox([self.best_title, self.best_image, self.best_caption],
-                         layout=widgets.Layout(width="50%", min_width="220px", padding="0 6px 0 0")),
+        self.columns = [  # each its own Layout: _arrange sets their widths
+            widgets.VBox(slot, layout=widgets.Layout(width="50%", min_width="220px", padding="0 6px 0 0"))
+            for slot in ([self.candidate_title, self.candidate_image, self.candidate_caption],
+                         [self.best_title, self.best_image, self.best_caption])
         ]
         self.widget = widgets.HBox(self.columns, layout=widgets.Layout(width="100%", flex_flow="row"))
 
