@@ -15,12 +15,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from nasnb.errors import UnknownNameError
 
-class UnknownOpError(KeyError):
+
+class UnknownOpError(UnknownNameError):
     """An op name that is not in the registry (a KeyError whose message reads cleanly)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 def check_op(name: str, registry: dict, space: str) -> str:
