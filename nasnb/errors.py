@@ -39,3 +39,7 @@ class ResumeMismatchError(NasnbError, ValueError):
 
 class TrainingDivergedError(NasnbError, FloatingPointError):
     """A training loss that became NaN or infinite."""
+
+
+class EvaluationError(NasnbError, RuntimeError):
+    """An evaluator that failed on trial after trial: the search stops instead of spinning."""

@@ -52,8 +52,9 @@ def test_checkpoint_resume_equals_uninterrupted_run(make, tmp_path):
     uninterrupted = make(space, space.evaluate, 7).run(25, progress=False)
     path = tmp_path / "search.ckpt"
     make(space, space.evaluate, 7).run(11, checkpoint=path, progress=False)
-    state = torch.load(path, weights_only=True)  # must load without unpickling arbitrary objects
-    assert len(History.from_json(state["history"])) == 11
+    torch.load(path / "state.pt", weights_only=True)  # must load without unpickling arbitrary objects
+    journal = (path / "journal.jsonl").read_text().splitlines()
+    assert len(journal) == 1 + 11 and [json.loads(line)["number"] for line in journal[1:]] == list(range(11))
     resumed = make(space, space.evaluate, 7)  # a fresh object, as after a kernel restart
     resumed.run(25, checkpoint=path, progress=False)
     assert record(resumed.history) == record(uninterrupted)

@@ -244,7 +244,7 @@ def test_checkpoint_mid_batch_loads_with_weights_only_and_resumes_exactly(tmp_pa
     uninterrupted = make().run(9, progress=False)
     path = tmp_path / "reinforce.ckpt"
     make().run(5, checkpoint=path, progress=False)  # 5 trials: one trial waits in the buffer
-    state = torch.load(path, weights_only=True)
+    state = torch.load(path / "state.pt", weights_only=True)["state"]
     assert len(state["extra"]["buffer"]) == 1
     resumed = make()
     resumed.run(9, checkpoint=path, progress=False)

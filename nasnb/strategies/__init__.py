@@ -1,7 +1,7 @@
-"""Search strategies: which architecture to try next."""
-from nasnb.strategies.base import Proposal, Strategy
+"""Search strategies: which architecture to try next (Search: any search; Strategy: ask/tell)."""
+from nasnb.strategies.base import Proposal, Search, Strategy
 from nasnb.strategies.random import RandomSearch
 from nasnb.strategies.reinforce import Controller, Reinforce
 from nasnb.strategies.evolution import RegularizedEvolution
 
-__all__ = ["Proposal", "Strategy", "RandomSearch", "RegularizedEvolution", "Controller", "Reinforce"]
+__all__ = ["Proposal", "Search", "Strategy", "RandomSearch", "RegularizedEvolution", "Controller", "Reinforce"]

@@ -1,38 +1,43 @@
-"""The one loop every multi-trial search shares: ask -> evaluate -> tell.
+"""The loop every multi-trial search shares: ask -> evaluate -> tell (a `Search` whose steps are trials).
 
 A strategy *asks* for an architecture to try, someone *evaluates* it, and the strategy is *told*
 the result (Optuna's ask/tell interface). `step()` does the three in a row; `run(n)` is a thin loop
 around `step()`. Subclasses implement two methods and nothing else of the loop:
 
     propose(self) -> (arch, info)       # which architecture next, and why (info goes into the Trial)
-    observe(self, trial) -> None        # learn from a finished trial (update population / policy)
+    observe(self, trial) -> None        # learn from a complete trial (update population / policy)
 
-plus `_extra_state` / `_load_extra_state` when they hold state beyond the rng and the history.
+plus `settings()` (their hyperparameters, checked when a checkpoint is resumed) and `_extra_state`
+/ `_load_extra_state` when they hold state beyond the rngs and the history.
 
-All randomness flows from `self.rng` (numpy) and `self.torch_generator` (torch), both seeded from
-`seed`; the same seed gives the same history. `state_dict()` holds everything needed to continue
-exactly where a run stopped, and `run(n, checkpoint=path)` writes it after every trial.
+How a trial ends (`Trial.state`): "complete" when the evaluator returned a finite number for the
+metric; "failed" when it raised, or returned NaN, an infinity or nothing for the metric (the error
+is kept in `Trial.error`); "pruned" when told so. The search goes on after a failure, and `observe`
+only ever sees complete trials: a NaN never reaches a population or a controller's update.
+
+Proposals asked and not yet told are *pending*. They are part of the search's state (a checkpoint
+keeps them, and `step()` / `run()` evaluate them before asking for new ones), and `drop()` throws
+them away, so a proposal nobody will evaluate never skews what the strategy proposes next.
 """
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
 import time
+import traceback
 from concurrent.futures import Executor
-from pathlib import Path
-from typing import Any, Callable
+from typing import Callable, Mapping
 
-import numpy as np
-import torch
-
-from nasnb.history import History, Trial, atomic_write
+from nasnb.checks import check_float, check_positive_int, short
+from nasnb.errors import EvaluationError, InvalidTypeError, InvalidValueError
+from nasnb.history import Trial, finite_number
 from nasnb.spaces.base import Arch, SearchSpace
+from nasnb.strategies.search import Search, jsonable
 
 Evaluator = Callable[[Arch], dict]
+__all__ = ["Proposal", "Search", "Strategy", "jsonable"]
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)  # eq=False: two asks of one arch are two proposals
 class Proposal:
     """What `ask()` returns: the architecture to evaluate and the strategy's reasons (`info`)."""
 
@@ -40,46 +45,32 @@ class Proposal:
     info: dict
 
 
-def jsonable(value: Any) -> Any:
-    """`value` with numpy scalars, tuples, tensors and arrays turned into plain JSON types."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, (np.generic,)):
-        return value.item()
-    if isinstance(value, (np.ndarray, torch.Tensor)):
-        return jsonable(value.tolist())
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise TypeError(f"{type(value).__name__} is not JSON-friendly; evaluators and strategies must "
-                    "return numbers, strings, lists and dicts")
-
-
-class Strategy:
+class Strategy(Search):
     """Base class of the multi-trial search strategies (RandomSearch, RegularizedEvolution, Reinforce).
 
     Args:
         space: the search space (NB201Space, DartsSpace, ToySpace, ...).
-        evaluator: any callable ``arch -> dict of metrics`` (e.g. a `TrainEvaluator`).
+        evaluator: any callable ``arch -> dict of metrics`` (e.g. a `TrainEvaluator`). One that
+            lists what it reports (``evaluator.metrics``) is checked to report `metric`; one with
+            ``evaluator.settings()`` has them checked when a checkpoint is resumed.
         metric: the metric to maximise (minimise something by reporting its negative).
         seed: seeds the numpy rng and the torch generator the strategy draws from.
     """
 
-    panels = ("cell", "progress")  # the views a dashboard shows for this strategy (nasnb.widgets)
+    panels = ("cell", "progress")
 
     def __init__(self, space: SearchSpace, evaluator: Evaluator, *, metric: str = "val_accuracy", seed: int = 0):
-        self.space = space
+        super().__init__(space, metric=metric, seed=seed)
+        if not callable(evaluator):
+            raise InvalidTypeError(f"evaluator must be a function arch -> dict of metrics (e.g. TrainEvaluator(data)), "
+                                   f"got {short(evaluator)}")
+        reported = getattr(evaluator, "metrics", None)
+        if isinstance(reported, (list, tuple)) and self.metric not in reported:
+            raise InvalidValueError(f"metric={self.metric!r}, but the evaluator reports {list(reported)}; "
+                                    f"search one of those, e.g. metric={reported[0]!r}, or change the evaluator")
         self.evaluator = evaluator
-        self.metric = metric
-        self.seed = seed
-        self.rng = np.random.default_rng(seed)
-        self.torch_generator = torch.Generator().manual_seed(seed)
-        self.history = History(metric=metric, meta={"strategy": type(self).__name__,
-                                                    "space": getattr(space, "name", type(space).__name__),
-                                                    "seed": seed})
-        self._pending: list[Proposal] = []  # asked, not yet told
-        self._subscribers: list[Callable[[Trial], None]] = []
+        self._pending: list[Proposal] = []  # asked, not yet told, oldest first
+        self._finished: dict[int, tuple] = {}  # id(proposal) -> (metrics, seconds, error) evaluated, not yet told
 
     # ---------------------------------------------------------------- what subclasses write
 
@@ -87,21 +78,13 @@ class Strategy:
         raise NotImplementedError(f"{type(self).__name__} must implement propose() -> (arch, info)")
 
     def observe(self, trial: Trial) -> None:
-        """Learn from a finished trial; the default learns nothing (random search)."""
+        """Learn from a complete trial; the default learns nothing (random search)."""
 
-    def _extra_state(self) -> dict:
-        return {}
+    def settings(self) -> dict:
+        evaluator_settings = getattr(self.evaluator, "settings", None)
+        return {**super().settings(), "evaluator": evaluator_settings() if callable(evaluator_settings) else None}
 
-    def _load_extra_state(self, state: dict) -> None:
-        pass
-
-    def state(self) -> dict:
-        """A JSON-friendly snapshot for views; subclasses add their population / policy."""
-        best = self.best()
-        return {"strategy": type(self).__name__, "trials": len(self.history), "metric": self.metric,
-                "best": None if best is None else best.to_dict()}
-
-    # ---------------------------------------------------------------- ask / tell
+    # ---------------------------------------------------------------- ask / tell / drop
 
     def ask(self) -> Proposal:
         """The next architecture to evaluate (evaluate it, then pass the result to `tell`)."""
@@ -110,133 +93,182 @@ class Strategy:
         self._pending.append(proposal)
         return proposal
 
-    def tell(self, proposal: Proposal | Arch, metrics: dict, seconds: float = 0.0) -> Trial:
-        """Record the metrics of an asked architecture; returns the new Trial."""
-        metrics = jsonable(metrics)
-        if self.metric not in metrics:  # checked first: a refused tell leaves the proposal pending
-            raise KeyError(f"the evaluator returned {sorted(metrics)}, without the metric {self.metric!r} "
-                           f"this search maximises; pass metric=... to the strategy or report it")
-        proposal = self._take_pending(proposal)
-        trial = Trial(len(self.history), self.space.format(proposal.arch), metrics, float(seconds), proposal.info)
-        self.history.append(trial)
-        self.observe(trial)
-        for callback in list(self._subscribers):
-            callback(trial)
-        return trial
+    def tell(self, proposal: Proposal | Arch, metrics: Mapping | None = None, seconds: float = 0.0, *,
+             error: BaseException | str | None = None, pruned: bool = False) -> Trial:
+        """Record the result of an asked architecture; returns the new Trial.
 
-    def _take_pending(self, proposal) -> Proposal:
-        for i, pending in enumerate(self._pending):
-            if pending is proposal or (not isinstance(proposal, Proposal) and pending.arch == proposal):
-                return self._pending.pop(i)
+        error: the evaluation failed (an exception or its text): the trial is recorded as failed.
+        pruned: the evaluation was stopped early on purpose; `metrics` are its partial results.
+        A result without a finite number for the metric is recorded as a failed trial too.
+        """
+        seconds = check_float("seconds", seconds, minimum=0.0, example=1.5)
+        proposal = self._find_pending(proposal)
+        arch = self.space.format(proposal.arch)  # before anything changes: a bad arch leaves it pending
+        state, metrics, error = _outcome(metrics, error, pruned, self.metric)
+        self._pending.remove(proposal)
+        self._finished.pop(id(proposal), None)
+        return self._record(Trial(len(self.history), arch, metrics, seconds, proposal.info, state=state, error=error))
+
+    def _learn(self, trial: Trial) -> None:
+        if trial.ok:  # failed and pruned trials are kept in the history, never learnt from
+            self.observe(trial)
+
+    def drop(self, proposal: Proposal | None = None) -> list[Proposal]:
+        """Forget one pending proposal (or, without an argument, all of them) that will never be
+        told; returns what was dropped."""
+        dropped = list(self._pending) if proposal is None else [self._find_pending(proposal)]
+        for p in dropped:
+            self._pending.remove(p)
+            self._finished.pop(id(p), None)
+        return dropped
+
+    @property
+    def pending(self) -> list[Proposal]:
+        """Proposals asked and not yet told, oldest first."""
+        return list(self._pending)
+
+    def _find_pending(self, proposal) -> Proposal:
+        """The pending Proposal `proposal` is, or the oldest pending one of an arch."""
         if isinstance(proposal, Proposal):
-            raise ValueError("tell() got a proposal this search did not ask for (or was already told)")
-        raise ValueError(f"tell() got an architecture nobody asked for: {proposal!r}; call ask() first")
+            if any(p is proposal for p in self._pending):
+                return proposal
+            raise InvalidValueError("got a proposal this search did not ask for (or one already told or dropped)")
+        try:
+            arch = self.space.validate(proposal) if hasattr(self.space, "validate") else proposal
+        except (ValueError, TypeError, KeyError):
+            arch = proposal
+        for pending in self._pending:
+            if pending.arch == arch:
+                return pending
+        raise InvalidValueError(f"got an architecture nobody asked for: {short(proposal)}; call ask() first")
 
     # ---------------------------------------------------------------- the loop
 
     def step(self) -> Trial:
-        """One ask -> evaluate -> tell."""
-        proposal = self.ask()
-        start = time.perf_counter()
-        metrics = self.evaluator(proposal.arch)
-        return self.tell(proposal, metrics, time.perf_counter() - start)
+        """One ask -> evaluate -> tell. The oldest pending proposal, if any, is evaluated first."""
+        proposal = self._pending[0] if self._pending else self.ask()
+        if id(proposal) not in self._finished:
+            self._finished[id(proposal)] = _evaluate(self.evaluator, proposal.arch)
+        metrics, seconds, error = self._finished[id(proposal)]
+        return self.tell(proposal, metrics, seconds, error=error)
 
     def run(self, n: int, *, checkpoint=None, time_budget: float | None = None, executor: Executor | None = None,
-            batch: int | None = None, progress: bool = True) -> History:
+            batch: int | None = None, progress: bool = True, max_failures: int | None = 10):
         """Run until the history holds `n` trials (or `time_budget` seconds have passed).
 
-        checkpoint: a file path. If it exists, the search first resumes from it; after every trial
-            the full state is written there (atomically), so an interrupted run loses no finished
-            evaluation and, resumed, gives the same history as an uninterrupted run.
+        checkpoint: a folder (nasnb/storage.py). If it holds a run, the search first continues it,
+            after checking that it is a run of this search with these settings (strategy, space,
+            seed, metric, evaluator settings); after every trial the new trial and state are
+            written there, so a run killed at any moment loses no told trial and, resumed, gives
+            the same history as an uninterrupted run.
         executor: a `concurrent.futures.Executor` (a ProcessPoolExecutor, or a Dask
             `client.get_executor()`): `batch` proposals are asked at once, evaluated concurrently and
             told in the order they were asked, so the history does not depend on which worker
-            finishes first. `batch` defaults to the executor's worker count.
+            finishes first. `batch` defaults to the executor's worker count. An evaluation that
+            fails becomes a failed trial; the others of its batch are told as usual.
+        max_failures: stop with an EvaluationError after this many failed trials in a row (they stay
+            in the history); None never stops.
         """
-        from tqdm.auto import tqdm
+        if batch is not None:
+            batch = check_positive_int("batch", batch, example=2)
+        if max_failures is not None:
+            max_failures = check_positive_int("max_failures", max_failures, example=10)
+        if executor is not None and not callable(getattr(executor, "submit", None)):
+            raise InvalidTypeError(f"executor must be a concurrent.futures.Executor, got {short(executor)}")
+        size = batch or getattr(executor, "_max_workers", None) or 2
 
-        if checkpoint is not None and Path(checkpoint).exists():
-            self.load_state_dict(torch.load(checkpoint, weights_only=True))
-        if executor is not None:
-            batch = batch or getattr(executor, "_max_workers", None) or 2
-        start = time.perf_counter()
-        bar = tqdm(total=n, initial=min(len(self.history), n), desc=type(self).__name__, disable=not progress)
-        try:
-            while len(self.history) < n:
-                if time_budget is not None and time.perf_counter() - start > time_budget:
-                    break
-                if executor is None:
-                    trials = [self.step()]
-                else:
-                    trials = self._step_parallel(executor, min(batch, n - len(self.history)))
-                if checkpoint is not None:
-                    self.save(checkpoint)
-                bar.update(len(trials))
-                bar.set_postfix({f"best {self.metric}": f"{self.best().value(self.metric):.4g}"})
-        finally:
-            bar.close()
-        return self.history
+        def advance(remaining: int) -> list:
+            trials = [self.step()] if executor is None else self._step_parallel(executor, min(size, remaining))
+            self._check_failures(max_failures)
+            return trials
+
+        return self._loop(n, checkpoint, time_budget, progress, advance)
+
+    def _check_failures(self, max_failures: int | None) -> None:
+        if max_failures is None or len(self.history) < max_failures:
+            return
+        recent = self.history[-max_failures:]
+        if all(getattr(t, "state", None) == "failed" for t in recent):
+            raise EvaluationError(f"the last {max_failures} trials failed; the last error was: {recent[-1].error}. "
+                                  "They are kept in search.history; fix the evaluator and run again to continue "
+                                  "(or pass max_failures=None to keep going)")
 
     def _step_parallel(self, executor: Executor, k: int) -> list[Trial]:
-        proposals = [self.ask() for _ in range(k)]
-        futures = [executor.submit(_timed_call, self.evaluator, p.arch) for p in proposals]
-        results = [f.result() for f in futures]  # in ask order, whoever finishes first
-        return [self.tell(p, metrics, seconds) for p, (metrics, seconds) in zip(proposals, results)]
+        proposals = self._pending[:k]
+        proposals += [self.ask() for _ in range(k - len(proposals))]  # pending ones first, in ask order
+        futures = {id(p): executor.submit(_evaluate, self.evaluator, p.arch)
+                   for p in proposals if id(p) not in self._finished}
+        trials = []
+        try:
+            for p in proposals:  # told in ask order, whoever finishes first
+                if id(p) not in self._finished:
+                    self._finished[id(p)] = _result(futures[id(p)])
+                trials.append(self.tell(p, *self._finished[id(p)][:2], error=self._finished[id(p)][2]))
+        except BaseException:  # interrupted: keep what finished for the next step, cancel the rest
+            for p in proposals:
+                future = futures.get(id(p))
+                if future is not None and id(p) not in self._finished and p in self._pending:
+                    if future.done():
+                        self._finished[id(p)] = _result(future)
+                    else:
+                        future.cancel()
+            raise
+        return trials
 
-    def best(self) -> Trial | None:
-        """The best trial so far (highest `metric`)."""
-        return self.history.best(self.metric)
+    # ---------------------------------------------------------------- state
 
-    def subscribe(self, callback: Callable[[Trial], None]) -> Callable[[], None]:
-        """Call `callback(trial)` after every trial; returns a function that unsubscribes it."""
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
+    def _pending_state(self) -> list:
+        return [[self.space.format(p.arch), p.info] for p in self._pending]
 
-    # ---------------------------------------------------------------- checkpoint / resume / reset
-
-    def state_dict(self) -> dict:
-        """Everything needed to continue exactly: rng states, history, the subclass's own state.
-        Plain types and tensors only, so `torch.load(path, weights_only=True)` reads it back."""
-        if self._pending:
-            raise RuntimeError(f"{len(self._pending)} asked architectures were never told; tell() them "
-                               "before saving, or their evaluations would be lost on resume")
-        return {
-            "strategy": type(self).__name__,
-            "seed": self.seed,
-            "rng": json.dumps(self.rng.bit_generator.state),
-            "torch_generator": self.torch_generator.get_state(),
-            "history": self.history.to_json(),
-            "extra": self._extra_state(),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        if state.get("strategy") != type(self).__name__:
-            raise ValueError(f"this checkpoint is of a {state.get('strategy')} search, not {type(self).__name__}")
-        self.rng.bit_generator.state = json.loads(state["rng"])
-        self.torch_generator.set_state(state["torch_generator"])
-        self.history = History.from_json(state["history"])
-        self._pending = []
-        self._load_extra_state(state["extra"])
-
-    def save(self, path) -> None:
-        """Write `state_dict()` to `path` atomically (torch.save format, loadable with weights_only=True)."""
-        buffer = io.BytesIO()
-        torch.save(self.state_dict(), buffer)
-        atomic_write(path, buffer.getvalue())
-
-    def reset(self) -> None:
-        """Back to the state right after construction: same seed, empty history."""
-        self.load_state_dict(self._initial_state)
-
-    def _remember_initial_state(self) -> None:
-        """Subclasses call this at the end of __init__ so that `reset()` can go back."""
-        self._initial_state = self.state_dict()
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(space={self.space!r}, trials={len(self.history)}, seed={self.seed})"
+    def _load_pending(self, pending: list) -> None:
+        self._pending = [Proposal(self.space.parse(arch), info) for arch, info in pending]
+        self._finished = {}
 
 
-def _timed_call(evaluator: Evaluator, arch: Arch) -> tuple[dict, float]:
+def _evaluate(evaluator: Evaluator, arch: Arch) -> tuple:
+    """(metrics, seconds, error text): the evaluator's result, or why it failed. Runs in workers too."""
     start = time.perf_counter()
-    metrics = evaluator(arch)
-    return metrics, time.perf_counter() - start
+    try:
+        metrics = evaluator(arch)
+    except Exception as err:  # the trial fails, the search goes on (KeyboardInterrupt still stops it)
+        return None, time.perf_counter() - start, _error_text(err)
+    return metrics, time.perf_counter() - start, None
+
+
+def _result(future) -> tuple:
+    try:
+        return future.result()
+    except Exception as err:  # the worker died, or the executor could not run the evaluation
+        return None, 0.0, _error_text(err)
+
+
+def _error_text(err: BaseException, limit: int = 2000) -> str:
+    """'Type: message' and where it was raised, capped: what a failed trial keeps of its error."""
+    where = traceback.extract_tb(err.__traceback__)[-1:] if err.__traceback__ else []
+    at = f" (at {where[0].filename}:{where[0].lineno})" if where else ""
+    text = f"{type(err).__name__}: {err}{at}"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _outcome(metrics, error, pruned: bool, metric: str) -> tuple[str, dict, str | None]:
+    """(state, JSON metrics, error text) of a told result."""
+    if error is not None:
+        text = error if isinstance(error, str) else _error_text(error)
+        try:
+            return "failed", jsonable(dict(metrics or {})), text
+        except (TypeError, ValueError):
+            return "failed", {}, text
+    if not isinstance(metrics, Mapping):
+        return "failed", {}, f"the evaluator returned {short(metrics)}, not a dict of metrics"
+    try:
+        metrics = jsonable(dict(metrics))
+    except (TypeError, ValueError) as err:
+        return "failed", {}, f"the evaluator returned metrics that are not plain numbers: {err}"
+    value = metrics.get(metric)
+    if pruned:
+        return "pruned", metrics, None
+    if not finite_number(value):
+        found = "no value" if metric not in metrics else f"{short(value)}"
+        return "failed", metrics, (f"the evaluator returned {found} for the metric {metric!r} (it reported "
+                                   f"{sorted(metrics)}): a finite number is needed")
+    return "complete", metrics, None

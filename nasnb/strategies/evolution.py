@@ -7,10 +7,22 @@ strongest methods for its simplicity.
 """
 from __future__ import annotations
 
+from typing import Callable
+
+from nasnb.checks import check_bool, check_positive_int, check_probability
 from nasnb.history import Trial
 from nasnb.strategies.base import Strategy
 
 KINDS = ("random", "mutation", "crossover")  # how a trial's architecture was made (Trial.info["kind"])
+
+
+def member_to_remove(members: list[int], fitness: Callable[[int], float], aging: bool) -> int:
+    """Who dies when the population is one too many: the oldest (smallest trial number) with aging,
+    else the worst (lowest fitness; the oldest of the worst on a tie). The child itself may be the
+    worst. The one home of this rule: the strategy and its population view both call it."""
+    if aging:
+        return min(members)
+    return min(members, key=lambda n: (fitness(n), n))
 
 
 class RegularizedEvolution(Strategy):
@@ -67,30 +79,28 @@ class RegularizedEvolution(Strategy):
 
     def __init__(self, space, evaluator, *, population_size: int = 20, sample_size: int = 5, aging: bool = True,
                  crossover_prob: float = 0.0, metric: str = "val_accuracy", seed: int = 0):
-        if population_size < 1:
-            raise ValueError(f"population_size must be at least 1, got {population_size}")
-        if sample_size < 1:
-            raise ValueError(f"sample_size must be at least 1 (a tournament needs a member), got {sample_size}")
-        if not 0.0 <= crossover_prob <= 1.0:
-            raise ValueError(f"crossover_prob is a probability in [0, 1], got {crossover_prob}")
+        self.population_size = check_positive_int("population_size", population_size, example=20)
+        self.sample_size = check_positive_int("sample_size", sample_size, example=5)  # a tournament needs a member
+        self.aging = check_bool("aging", aging)
+        self.crossover_prob = check_probability("crossover_prob", crossover_prob)
         super().__init__(space, evaluator, metric=metric, seed=seed)
-        self.population_size = int(population_size)
-        self.sample_size = int(sample_size)
-        self.aging = bool(aging)
-        self.crossover_prob = float(crossover_prob)
         self.population: list[int] = []  # trial numbers of the living, in order of birth (oldest first)
         # Written into the history so that views can replay the population from the history alone.
         self.history.meta.update(population_size=self.population_size, sample_size=self.sample_size,
                                  aging=self.aging, crossover_prob=self.crossover_prob)
-        self._remember_initial_state()
+
+    def settings(self) -> dict:
+        return {**super().settings(), "population_size": self.population_size, "sample_size": self.sample_size,
+                "aging": self.aging, "crossover_prob": self.crossover_prob}
 
     # ---------------------------------------------------------------- ask: which architecture next
 
     def propose(self):
-        asked = len(self.history) + len(self._pending)  # proposals made so far, told or not
-        if asked < self.population_size or not self.population:
-            # 1. The random start. (An empty population after the start only happens when more than
-            #    P proposals are in flight at once: then there is no one to select from yet.)
+        random_in_flight = sum(p.info.get("kind") == "random" for p in self._pending)
+        if len(self.population) + random_in_flight < self.population_size or not self.population:
+            # 1. The random start, until P random members are alive or on their way: a failed trial
+            #    never joins, so another random one takes its place. (An empty population after that
+            #    only happens when more than P proposals are in flight at once.)
             return self.space.sample(self.rng), {"kind": "random", "sampled": [], "parent": None}
 
         # 2. Tournament: S draws with replacement, as in Algorithm 1; the fittest wins (ties: the
@@ -118,11 +128,8 @@ class RegularizedEvolution(Strategy):
             self.population.remove(self.to_remove(self.population))
 
     def to_remove(self, members: list[int]) -> int:
-        """The member that dies: the oldest (smallest trial number) with aging, else the worst
-        (lowest fitness; the oldest of the worst on a tie). The child itself may be the worst."""
-        if self.aging:
-            return min(members)
-        return min(members, key=lambda n: (self.fitness(n), n))
+        """The member that dies (`member_to_remove` with this search's rule and fitness)."""
+        return member_to_remove(members, self.fitness, self.aging)
 
     def fitness(self, number: int) -> float:
         """The metric trial `number` scored (what selection compares)."""

@@ -13,9 +13,5 @@ from nasnb.strategies.base import Strategy
 class RandomSearch(Strategy):
     """Each step samples an architecture uniformly from the space, independently of the past."""
 
-    def __init__(self, space, evaluator, *, metric: str = "val_accuracy", seed: int = 0):
-        super().__init__(space, evaluator, metric=metric, seed=seed)
-        self._remember_initial_state()
-
     def propose(self):
         return self.space.sample(self.rng), {}

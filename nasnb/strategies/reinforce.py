@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nasnb.checks import check_float, check_int, check_positive_float, check_positive_int, short
+from nasnb.errors import InvalidTypeError, InvalidValueError
 from nasnb.spaces.base import Choice
 from nasnb.strategies.base import Strategy
 
@@ -69,16 +71,18 @@ class Controller(nn.Module):
                  tanh_constant: float | None = 2.5, seed: int = 0):
         super().__init__()
         self.choices = list(choices)
-        if not self.choices:
-            raise ValueError("a controller needs at least one decision; space.choices is empty")
+        if not self.choices or not all(isinstance(c, Choice) for c in self.choices):
+            raise InvalidValueError(f"a controller needs a non-empty list of Choice decisions (space.choices), "
+                                    f"got {short(self.choices)}")
         self.num_options = [len(c.options) for c in self.choices]
         if min(self.num_options) < 1:
-            raise ValueError(f"every decision needs at least one option, got {self.num_options}")
-        if temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {temperature}")
-        if tanh_constant is not None and tanh_constant <= 0:
-            raise ValueError(f"tanh_constant must be positive or None (no squashing), got {tanh_constant}")
-        self.temperature, self.tanh_constant = float(temperature), tanh_constant
+            raise InvalidValueError(f"every decision needs at least one option, got {self.num_options}")
+        hidden_size = check_positive_int("hidden_size", hidden_size, example=64)
+        self.temperature = check_positive_float("temperature", temperature, example=5.0)
+        if tanh_constant is not None:
+            tanh_constant = check_positive_float("tanh_constant", tanh_constant, example=2.5)
+        self.tanh_constant = tanh_constant
+        seed = check_int("seed", seed, minimum=0)
         with torch.random.fork_rng(devices=[]):  # a seeded init that leaves the caller's RNG alone
             torch.manual_seed(seed)
             self.start = nn.Parameter(torch.empty(1, hidden_size))  # the first step's input (ENAS's g_emb)
@@ -132,13 +136,15 @@ class Controller(nn.Module):
         return self(actions).log_prob
 
     def check_actions(self, actions: Sequence[int]) -> list:
-        actions = [int(a) for a in actions]
+        if isinstance(actions, (str, bytes)) or not isinstance(actions, Sequence):
+            raise InvalidTypeError(f"actions must be a list of option indices, got {short(actions)}")
+        actions = [check_int(f"actions[{k}]", a, minimum=0) for k, a in enumerate(actions)]
         if len(actions) != len(self.num_options):
-            raise ValueError(f"got {len(actions)} actions; this controller takes {len(self.num_options)} "
+            raise InvalidValueError(f"got {len(actions)} actions; this controller takes {len(self.num_options)} "
                              "decisions, one option index per space.choices entry")
         for choice, n, a in zip(self.choices, self.num_options, actions):
             if not 0 <= a < n:
-                raise ValueError(f"action {a} for decision {choice.name!r}, which has options 0..{n - 1}")
+                raise InvalidValueError(f"action {a} for decision {choice.name!r}, which has options 0..{n - 1}")
         return actions
 
 
@@ -153,6 +159,14 @@ def one_thread():
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def baseline_step(baseline: float | None, reward: float, decay: float) -> tuple[float, float]:
+    """(b this reward is judged by, b afterwards): b ← decay · b + (1 − decay) · R, where the first
+    reward starts the average (advantage 0). The one home of this rule: the strategy and its policy
+    view both call it."""
+    judged_by = reward if baseline is None else baseline
+    return judged_by, decay * judged_by + (1 - decay) * reward
 
 
 def reinforce_loss(log_probs: torch.Tensor, entropies: torch.Tensor, advantages: torch.Tensor,
@@ -187,25 +201,27 @@ class Reinforce(Strategy):
                  tanh_constant: float | None = 2.5, lr: float = 0.01, baseline_decay: float = 0.95,
                  entropy_weight: float = 0.003, batch_size: int = 1, metric: str = "val_accuracy", seed: int = 0):
         super().__init__(space, evaluator, metric=metric, seed=seed)
-        if not 0 <= baseline_decay < 1:
-            raise ValueError(f"baseline_decay must be in [0, 1), got {baseline_decay}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        if lr <= 0 or entropy_weight < 0:
-            raise ValueError(f"need lr > 0 and entropy_weight >= 0, got lr={lr}, entropy_weight={entropy_weight}")
+        self.hidden_size = check_positive_int("hidden_size", hidden_size, example=64)
+        self.lr = check_positive_float("lr", lr, example=0.01)
+        self.baseline_decay = check_float("baseline_decay", baseline_decay, minimum=0.0, maximum=0.999999, example=0.95)
+        self.entropy_weight = check_float("entropy_weight", entropy_weight, minimum=0.0, example=0.003)
+        self.batch_size = check_positive_int("batch_size", batch_size, example=1)
         self.choices = list(space.choices)
-        self.controller = Controller(self.choices, hidden_size, temperature=temperature,
-                                     tanh_constant=tanh_constant, seed=seed)
-        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=lr)
-        self.baseline_decay, self.entropy_weight, self.batch_size = baseline_decay, entropy_weight, batch_size
+        self.controller = Controller(self.choices, self.hidden_size, temperature=temperature,
+                                     tanh_constant=tanh_constant, seed=self.seed)
+        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=self.lr)
         self.baseline: float | None = None  # the moving average of rewards so far; None before the first
         self.last_reward: float | None = None
         self._buffer: list[tuple[list, float]] = []  # (actions, advantage) of trials not yet learnt from
         # What the policy view needs to replay the history without this object (nasnb.viz.policy).
         self.history.meta.update(
             choices=[{"name": c.name, "options": [str(o) for o in c.options]} for c in self.choices],
-            baseline_decay=baseline_decay, entropy_weight=entropy_weight, batch_size=batch_size)
-        self._remember_initial_state()
+            baseline_decay=self.baseline_decay, entropy_weight=self.entropy_weight, batch_size=self.batch_size)
+
+    def settings(self) -> dict:
+        return {**super().settings(), "hidden_size": self.hidden_size, "temperature": self.controller.temperature,
+                "tanh_constant": self.controller.tanh_constant, "lr": self.lr, "baseline_decay": self.baseline_decay,
+                "entropy_weight": self.entropy_weight, "batch_size": self.batch_size}
 
     # ---------------------------------------------------------------- ask / tell
 
@@ -221,11 +237,10 @@ class Reinforce(Strategy):
         return self.arch_of(sample.actions), info
 
     def observe(self, trial) -> None:
+        """Only complete trials get here: a failed one (NaN, an exception) never moves θ or b."""
         reward = trial.value(self.metric)
-        if self.baseline is None:
-            self.baseline = reward  # the first reward starts the average: advantage 0
-        self._buffer.append((list(trial.info["actions"]), reward - self.baseline))  # b before this reward
-        self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * reward
+        judged_by, self.baseline = baseline_step(self.baseline, reward, self.baseline_decay)
+        self._buffer.append((list(trial.info["actions"]), reward - judged_by))  # b before this reward
         self.last_reward = reward
         if len(self._buffer) >= self.batch_size:
             self.update()
