@@ -1,16 +1,34 @@
 """The `nasnb` command: the notebooks in JupyterLab, or a search headless in a terminal.
 
-    nasnb lab [--dir nasnb-notebooks]        copy the bundled notebooks there and open JupyterLab
+    nasnb lab [--dir nasnb-notebooks] [--no-browser --port 8889 ...]
+                                             copy the bundled notebooks there and open JupyterLab;
+                                             other arguments go to jupyter lab
     nasnb search --strategy evolution        search NB201 cells trained on digits; write history + figures
+    nasnb search --space toy --trials 50     a ToySpace search: scored by its formula, nothing trained
     nasnb draw '|nor_conv_3x3~0|+|...|' -o cell.svg
+
+A mistake in what was asked (an unknown name, a value out of range, a malformed arch, a checkpoint
+of another run) prints one line, ``nasnb: error: ...``, and exits with status 2; a bug in nasnb
+shows its traceback.
 """
 from __future__ import annotations
 
 import argparse
-import shutil
+import os
 import subprocess
 import sys
 from pathlib import Path
+
+from nasnb import registry
+from nasnb.checks import check_int, check_seed
+from nasnb.errors import InvalidValueError, NasnbError, ResumeMismatchError
+
+USAGE_ERROR = 2  # the exit status of a user's mistake, as argparse uses it
+# Errors about a path the user gave (-o, --out, --dir): their message says it all.
+PATH_ERRORS = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
+# ============================================================================= nasnb lab
 
 
 def bundled_notebooks() -> list[Path]:
@@ -38,6 +56,35 @@ def copy_notebooks(dest: Path, force: bool = False) -> list[Path]:
     return written
 
 
+def running_as_root() -> bool:
+    """True for the superuser on POSIX systems (os.geteuid does not exist on Windows)."""
+    geteuid = getattr(os, "geteuid", None)
+    return geteuid is not None and geteuid() == 0
+
+
+def jupyter_arguments(extra: list[str]) -> list[str]:
+    """The arguments for jupyter lab: `extra` as given, plus --allow-root when running as root.
+
+    JupyterLab refuses to start as root without it, and root is who runs a container or a fresh
+    cloud VM. An explicit --allow-root or --ServerApp.allow_root=... is left as it is."""
+    decided = any(arg == "--allow-root" or arg.startswith("--ServerApp.allow_root") for arg in extra)
+    if running_as_root() and not decided:
+        print("running as root: passing --allow-root to jupyter lab")
+        return [*extra, "--allow-root"]
+    return list(extra)
+
+
+def wait_for(command: list[str]) -> int:
+    """Run `command` and return its exit status. Ctrl-C in the terminal reaches the server too, and
+    JupyterLab asks whether to shut down: this process keeps waiting rather than killing it."""
+    server = subprocess.Popen(command)
+    while True:
+        try:
+            return server.wait()
+        except KeyboardInterrupt:
+            continue
+
+
 def cmd_lab(args) -> int:
     dest = Path(args.dir)
     written = copy_notebooks(dest, force=args.force)
@@ -45,11 +92,13 @@ def cmd_lab(args) -> int:
     print(f"{len(written)} of {total} notebooks copied to {dest.resolve()} (existing files kept)")
     if args.no_launch:
         return 0
-    if shutil.which("jupyter") is None and not _has_module("jupyterlab"):
-        print("JupyterLab is not installed: pip install 'nasnb[lab]'", file=sys.stderr)
+    if not _has_module("jupyterlab"):  # the server runs in this Python, whatever `jupyter` is on PATH
+        print(f"nasnb: error: JupyterLab is not installed in {sys.executable}: pip install 'nasnb[lab]'",
+              file=sys.stderr)
         return 1
-    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={dest.resolve()}", *args.lab_args]
-    return subprocess.call(command)
+    command = [sys.executable, "-m", "jupyterlab", f"--ServerApp.root_dir={dest.resolve()}",
+               *jupyter_arguments(args.lab_args)]
+    return wait_for(command)
 
 
 def _has_module(name: str) -> bool:
@@ -58,76 +107,82 @@ def _has_module(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def make_space(name: str):
-    from nasnb.spaces import DartsSpace, NB201Space
-
-    spaces = {"nb201": NB201Space, "darts": DartsSpace}
-    if name not in spaces:
-        raise SystemExit(f"unknown space {name!r}; choose from {sorted(spaces)}")
-    return spaces[name]()
+# ============================================================================= nasnb search
 
 
-STRATEGIES = {  # CLI name -> class name in nasnb.strategies
-    "random": "RandomSearch",
-    "evolution": "RegularizedEvolution",
-    "reinforce": "Reinforce",
-}
+def make_evaluator(space, args):
+    """What scores an architecture of `space`: training it on --dataset when the space builds
+    networks; the space's own formula when it has one instead (ToySpace: its known optimum, so a
+    search runs in a second and the training options do not apply)."""
+    if hasattr(space, "build"):
+        from nasnb import data as datasets
+        from nasnb import train
+        from nasnb.evaluators import TrainEvaluator
 
-
-def make_strategy(name: str, space, evaluator, seed: int):
-    import nasnb.strategies as strategies
-
-    if name not in STRATEGIES:
-        raise SystemExit(f"unknown strategy {name!r}; choose from {sorted(STRATEGIES)}")
-    return getattr(strategies, STRATEGIES[name])(space, evaluator, seed=seed)
+        try:  # checked before the data loads and the first network trains
+            train.pick_device(args.device)
+        except ValueError as err:
+            raise InvalidValueError(f"--device: {err}") from err
+        data = datasets.load(args.dataset, root=args.data_root, seed=args.seed)
+        if args.train_size is not None:
+            try:
+                data = data.subset(train_size=args.train_size, seed=args.seed)
+            except ValueError as err:  # larger than the split: the data set's message says how large
+                raise InvalidValueError(f"--train-size: {err}") from err
+        return TrainEvaluator(data, epochs=args.epochs, space=space, seed=args.seed, device=args.device)
+    if hasattr(space, "evaluate"):
+        return space.evaluate
+    raise InvalidValueError(f"space {args.space!r} neither builds networks nor scores architectures, so "
+                            f"`nasnb search` cannot evaluate them; use one of {registry.names('space')}")
 
 
 def cmd_search(args) -> int:
     """Run a search headless: the same objects a notebook uses, with files instead of widgets."""
-    from nasnb import data as datasets
     from nasnb import viz
-    from nasnb.evaluators import TrainEvaluator
 
-    space = make_space(args.space)
-    data = datasets.load(args.dataset, root=args.data_root, seed=args.seed)
-    if args.train_size:
-        data = data.subset(train_size=args.train_size, seed=args.seed)
-    evaluator = TrainEvaluator(data, epochs=args.epochs, seed=args.seed, device=args.device)
-    search = make_strategy(args.strategy, space, evaluator, args.seed)
+    # Every number is checked before anything runs; 0 is a value like any other, never "not given".
+    # A search of 0 trials would have no best cell to report or draw: at least one is asked for.
+    trials = check_int("--trials", args.trials, minimum=1)
+    check_int("--epochs", args.epochs, minimum=1)
+    if args.train_size is not None:
+        check_int("--train-size", args.train_size, minimum=1)
+    seed = check_seed("--seed", args.seed)
+    space = registry.get("space", args.space)()
+    evaluator = make_evaluator(space, args)
+    search = registry.get("strategy", args.strategy)(space, evaluator, seed=seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / "search.ckpt"
     # The checkpoint is written after every trial; running the same command again resumes from it.
-    search.run(args.trials, checkpoint=out / "search.ckpt", progress=True)
+    try:
+        search.run(trials, checkpoint=checkpoint, progress=True)
+    except ResumeMismatchError as err:
+        raise ResumeMismatchError(f"{err} (to start afresh, choose another --out or remove {checkpoint})") from err
+    except KeyboardInterrupt:
+        print(f"nasnb: interrupted after {len(search.history)} trials; run the same command again to continue",
+              file=sys.stderr)
+        return 130  # 128 + SIGINT, as a shell reports it
     search.history.save(out / "history.json")
     best = search.best()
     fmt = "svg" if viz.has_dot() else "png"
     (out / f"best_cell.{fmt}").write_bytes(viz.cell_image(space, space.parse(best.arch), format=fmt))
-    _plot_history(search, out / "search.png")
-    print(f"best of {len(search.history)}: {search.metric}={best.value(search.metric):.3f} "
-          f"params={best.metrics.get('params', float('nan')):,} {best.arch}")
+    plot_search(search, out / "search.png")
+    params = f" params={best.metrics['params']:,}" if "params" in best.metrics else ""
+    print(f"best of {len(search.history)}: {search.metric}={best.value(search.metric):.3f}{params} {best.arch}")
     print(f"wrote {out / 'history.json'}, {out / f'best_cell.{fmt}'}, {out / 'search.png'} "
-          f"(and {out / 'search.ckpt'}: run the same command again to continue)")
+          f"(and {checkpoint}: run the same command again to continue)")
     return 0
 
 
-def _plot_history(search, path: Path) -> None:
-    """The strategy's own view (population, policy) when viz has one, else metric per trial."""
-    from matplotlib.figure import Figure
+def plot_search(search, path: Path) -> None:
+    """The strategy's own view of its history: the first of its panels that is not the cell
+    (population for evolution, policy for REINFORCE, progress for random search)."""
+    view = next((name for name in search.panels if name != "cell"), "progress")
+    figure = registry.get("view", view)(search.history)
+    figure.savefig(path, dpi=120, bbox_inches="tight")
 
-    from nasnb import viz
 
-    panel = next((p for p in search.panels if p != "cell"), "progress")
-    plot = {"population": getattr(viz, "plot_population", None), "policy": getattr(viz, "plot_policy", None)}.get(panel)
-    if plot is not None:
-        fig = plot(search.history)
-    else:
-        fig = Figure(figsize=(6, 4))
-        ax = fig.subplots()
-        ax.plot(search.history.values(), "o", alpha=0.6, label="trial")
-        ax.plot(search.history.best_so_far(), "-", label="best so far")
-        ax.set(xlabel="trial", ylabel=search.metric, title=f"{type(search).__name__} on {search.space.name}")
-        ax.legend()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+# ============================================================================= nasnb draw
 
 
 def resolve_arch(text: str, space_name: str | None = None):
@@ -137,41 +192,60 @@ def resolve_arch(text: str, space_name: str | None = None):
     text = text.strip()
     if space_name is None:
         space_name = "darts" if text in GENOTYPES or text.startswith("Genotype") else "nb201"
-    space = make_space(space_name)
+    space = registry.get("space", space_name)()
     if space_name == "darts" and text in GENOTYPES:
         return space, GENOTYPES[text]
-    return space, space.parse(text)
+    try:
+        return space, space.parse(text)
+    except ValueError as err:  # the user's text: the space's message names what is wrong with it
+        raise InvalidValueError(f"cannot read {text!r} as an arch of the {space_name} space: {err}") from err
 
 
 def cmd_draw(args) -> int:
     from nasnb import viz
 
-    space, arch = resolve_arch(args.arch, args.space)
     fmt = Path(args.output).suffix.lstrip(".").lower() or "svg"
     if fmt not in ("svg", "png"):
-        raise SystemExit(f"cannot write {args.output!r}: use a .svg or .png file name")
+        raise InvalidValueError(f"cannot write {args.output!r}: use a .svg or .png file name")
+    space, arch = resolve_arch(args.arch, args.space)
     Path(args.output).write_bytes(viz.cell_image(space, arch, format=fmt))
     print(f"wrote {args.output}")
     return 0
 
 
+# ============================================================================= the parser
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, except that a usage mistake raises an InvalidValueError, which `main` prints as
+    one line, instead of printing the usage text above the message and exiting."""
+
+    def error(self, message: str):
+        raise InvalidValueError(f"{message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nasnb", description=__doc__.split("\n")[0])
+    from nasnb.data import KNOWN as DATASETS
+
+    parser = Parser(prog="nasnb", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    lab = sub.add_parser("lab", help="copy the notebooks into a folder and open JupyterLab there")
+    # allow_abbrev=False: a jupyter option such as --no-browser must never be read as a prefix of ours.
+    lab = sub.add_parser("lab", allow_abbrev=False, help="copy the notebooks into a folder and open JupyterLab there",
+                         epilog="Other arguments (e.g. --no-browser --port 8889) are passed on to jupyter lab; "
+                                "after --, all of them are. As root, --allow-root is added.")
     lab.add_argument("--dir", default="nasnb-notebooks", help="working folder (default: ./nasnb-notebooks)")
     lab.add_argument("--force", action="store_true", help="overwrite notebooks already in the folder")
     lab.add_argument("--no-launch", action="store_true", help="only copy the notebooks")
-    lab.add_argument("lab_args", nargs=argparse.REMAINDER, help="passed on to jupyter lab")
     lab.set_defaults(func=cmd_lab)
 
     search = sub.add_parser("search", help="run a search headless; write history.json, a checkpoint and figures")
-    search.add_argument("--space", default="nb201", help="nb201 or darts")
-    search.add_argument("--strategy", default="random", choices=sorted(STRATEGIES), help="search strategy")
-    search.add_argument("--trials", type=int, default=8, help="architectures to train")
+    search.add_argument("--space", default="nb201", choices=registry.names("space"),
+                        help="search space (toy: scored by its known formula, no training)")
+    search.add_argument("--strategy", default="random", choices=registry.names("strategy"), help="search strategy")
+    search.add_argument("--trials", type=int, default=8, help="trials in the finished search; a resumed run continues up to it (at least 1)")
     search.add_argument("--epochs", type=int, default=3, help="training epochs per architecture")
-    search.add_argument("--dataset", default="digits", help="digits (bundled), mnist, fashion_mnist, cifar10")
+    search.add_argument("--dataset", default="digits", choices=DATASETS, help="digits is bundled; the others download")
     search.add_argument("--data-root", default=None, help="where torchvision data sets are stored")
     search.add_argument("--train-size", type=int, default=None, help="train on a subset of this size")
     search.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
@@ -181,15 +255,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     draw = sub.add_parser("draw", help="draw a cell given as an arch string or a published genotype's name")
     draw.add_argument("arch", help="NB201 arch string, a DARTS Genotype(...) string, or e.g. DARTS_V2")
-    draw.add_argument("--space", default=None, help="nb201 or darts (default: guessed from the arch)")
+    draw.add_argument("--space", default=None, choices=registry.names("space"),
+                      help="default: darts for a genotype, else nb201")
     draw.add_argument("-o", "--output", default="cell.svg", help="output file (.svg or .png)")
     draw.set_defaults(func=cmd_draw)
     return parser
 
 
+def parse_args(argv=None) -> argparse.Namespace:
+    """The parsed command line. Arguments `nasnb lab` does not know are kept for jupyter lab (after
+    a `--`, all are); any other command refuses them."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "lab":
+        if "--" in extra:
+            extra.remove("--")  # the first one only: it separated ours from jupyter's
+        args.lab_args = extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    """Run one command. A user's mistake prints one line and returns 2; a bug raises."""
+    try:
+        args = parse_args(argv)
+        return args.func(args)
+    except NasnbError as err:
+        return _fail(str(err))
+    except PATH_ERRORS as err:
+        return _fail(f"{err.strerror}: {err.filename}" if err.filename else str(err))
+
+
+def _fail(message: str) -> int:
+    print(f"nasnb: error: {' '.join(message.split())}", file=sys.stderr)  # one line, whatever the message
+    return USAGE_ERROR
 
 
 if __name__ == "__main__":

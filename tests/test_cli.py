@@ -1,11 +1,15 @@
-"""The `nasnb` command: lab copies the notebooks; search and draw write their files."""
+"""The `nasnb` command: lab copies the notebooks and starts JupyterLab with the arguments given;
+search and draw write their files; every user error is one line on stderr and exit status 2."""
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from nasnb import cli
+from nasnb import cli, registry
+from nasnb.errors import DamagedFileError, ResumeMismatchError
+from nasnb.spaces.toy import ToySpace
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,13 +67,205 @@ def test_draw_published_genotype_and_arch_string(tmp_path):
     assert b"<svg" in (tmp_path / "c.svg").read_bytes()
 
 
-def test_unknown_space_is_a_clear_error():
-    with pytest.raises(SystemExit, match="unknown space 'nb101'"):
-        cli.main(["draw", "x", "--space", "nb101"])
-    with pytest.raises(SystemExit):
-        cli.main(["search", "--strategy", "bayesian"])
-
-
 def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "nasnb.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "lab" in out.stdout and "search" in out.stdout
+
+
+# ============================================================================= nasnb lab -> jupyter lab
+
+
+class FakeServer:
+    """Stands in for subprocess.Popen(jupyter lab ...): records the command, exits with 0."""
+
+    commands = []
+
+    def __init__(self, command):
+        self.commands.append(command)
+
+    def wait(self):
+        return 0
+
+
+@pytest.fixture
+def fake_jupyter(monkeypatch):
+    FakeServer.commands = []
+    monkeypatch.setattr(cli.subprocess, "Popen", FakeServer)
+    return FakeServer.commands
+
+
+def jupyter_arguments(command):
+    """What follows `python -m jupyterlab --ServerApp.root_dir=...` in the command nasnb lab starts."""
+    assert command[1:3] == ["-m", "jupyterlab"] and command[3].startswith("--ServerApp.root_dir=")
+    return command[4:]
+
+
+def test_lab_passes_arguments_it_does_not_know_on_to_jupyter(tmp_path, fake_jupyter, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    argv = ["lab", "--no-browser", "--port", "8899", "--dir", str(tmp_path / "d"), "--ServerApp.token=abc"]
+    assert cli.main(argv) == 0
+    (command,) = fake_jupyter
+    assert command[3] == f"--ServerApp.root_dir={(tmp_path / 'd').resolve()}"  # --dir was ours
+    assert jupyter_arguments(command) == ["--no-browser", "--port", "8899", "--ServerApp.token=abc"]
+
+
+def test_lab_passes_everything_after_a_double_dash_on(tmp_path, fake_jupyter, monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert cli.main(["lab", "--dir", str(tmp_path / "d"), "--", "--force", "--port", "1"]) == 0
+    assert jupyter_arguments(fake_jupyter[0]) == ["--force", "--port", "1"]  # --force was not ours this time
+
+
+def test_lab_adds_allow_root_only_for_root_and_only_once(tmp_path, fake_jupyter, monkeypatch, capsys):
+    dest = ["--dir", str(tmp_path / "d")]
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    cli.main(["lab", *dest, "--no-browser"])
+    cli.main(["lab", *dest, "--allow-root"])
+    cli.main(["lab", *dest, "--ServerApp.allow_root=False"])  # the user decided: left alone
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    cli.main(["lab", *dest, "--no-browser"])
+    monkeypatch.delattr(os, "geteuid")  # Windows has no root
+    cli.main(["lab", *dest])
+    assert [jupyter_arguments(c) for c in fake_jupyter] == [
+        ["--no-browser", "--allow-root"], ["--allow-root"], ["--ServerApp.allow_root=False"], ["--no-browser"], []]
+    assert capsys.readouterr().out.count("running as root: passing --allow-root") == 1
+
+
+def test_lab_keeps_waiting_when_ctrl_c_reaches_it_and_jupyter_asks_to_confirm(tmp_path, monkeypatch):
+    class AskingServer:
+        waits = 0
+
+        def __init__(self, command):
+            pass
+
+        def wait(self):
+            AskingServer.waits += 1
+            if AskingServer.waits == 1:
+                raise KeyboardInterrupt  # the terminal's Ctrl-C; jupyter got it too and asks y/[n]
+            return 3
+
+    monkeypatch.setattr(cli.subprocess, "Popen", AskingServer)
+    assert cli.main(["lab", "--dir", str(tmp_path / "d")]) == 3  # jupyter's own exit status
+    assert AskingServer.waits == 2
+
+
+# ============================================================================= user errors: one line, status 2
+
+
+TOY_ARCH = "op3-op2-op1-op0-op3-op2"
+
+USER_ERRORS = [  # argv, a part of the one line printed
+    (["search", "--train-size", "0"], "--train-size must be an int >= 1, got 0"),  # 0 is a value, not "not given"
+    (["search", "--epochs", "-1"], "--epochs must be an int >= 1, got -1"),
+    (["search", "--epochs", "0", "--space", "toy"], "--epochs must be an int >= 1, got 0"),
+    (["search", "--trials", "0"], "--trials must be an int >= 1, got 0"),  # 0 trials: nothing to report
+    (["search", "--seed", "-1"], "--seed must be an int >= 0, got -1"),
+    (["search", "--trials", "two"], "argument --trials: invalid int value: 'two'"),
+    (["search", "--space", "nb101"], "argument --space: invalid choice: 'nb101'"),
+    (["search", "--strategy", "bayesian"], "argument --strategy: invalid choice: 'bayesian'"),
+    (["search", "--dataset", "imagenet"], "argument --dataset: invalid choice: 'imagenet'"),
+    (["search", "--device", "gpu7"], "--device: unknown device 'gpu7'"),
+    (["search", "--train-size", "100000", "--device", "cpu"], "--train-size: train_size=100000"),
+    (["search", "--no-browser"], "unrecognized arguments: --no-browser"),
+    (["draw", "|nor_conv_3x3~0|+|x|"], "cannot read '|nor_conv_3x3~0|+|x|' as an arch of the nb201 space"),
+    (["draw", "Genotype(normal=[("], "as an arch of the darts space"),
+    (["draw", "op0-op1", "--space", "toy"], "as an arch of the toy space"),
+    (["draw", TOY_ARCH, "--space", "nb101"], "argument --space: invalid choice: 'nb101'"),
+    (["draw", "DARTS_V2", "-o", "cell.jpg"], "cannot write 'cell.jpg': use a .svg or .png file name"),
+    (["draw", "DARTS_V2", "-o", "no/such/folder/cell.svg"], "No such file or directory: no/such/folder/cell.svg"),
+    (["draw"], "the following arguments are required: arch"),
+    (["train"], "argument command: invalid choice: 'train'"),
+]
+
+
+@pytest.mark.parametrize("argv, message", USER_ERRORS, ids=[" ".join(argv) for argv, _ in USER_ERRORS])
+def test_a_user_error_is_one_line_on_stderr_and_status_2(argv, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # nothing may be written; if something were, not into the checkout
+    assert cli.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("nasnb: error: ") and err.count("\n") == 1, err
+    assert message in err
+    assert not (tmp_path / "nasnb-runs").exists() and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv", [["search", "--train-size", "0"], ["search", "--space", "nb101"],
+                                  ["draw", "|nor_conv_3x3~0|"]])
+def test_the_installed_command_exits_2_without_a_traceback(argv, tmp_path):
+    run = subprocess.run([sys.executable, "-m", "nasnb.cli", *argv], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 2
+    assert run.stderr.startswith("nasnb: error: ") and run.stderr.count("\n") == 1, run.stderr
+
+
+def run_toy_search(out, strategy="random", trials=5):
+    return cli.main(["search", "--space", "toy", "--strategy", strategy, "--trials", str(trials), "--out", str(out)])
+
+
+@pytest.mark.parametrize("error", [ResumeMismatchError("the checkpoint was written by a run with epochs=3"),
+                                   DamagedFileError("search.ckpt/journal.jsonl line 4 is not JSON")])
+def test_a_checkpoint_of_another_run_or_a_damaged_one_is_one_line(error, tmp_path, monkeypatch, capsys):
+    def refuse(self, n, **kwargs):
+        raise error
+
+    monkeypatch.setattr(registry.get("strategy", "random"), "run", refuse)
+    assert run_toy_search(tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"nasnb: error: {error}") and err.count("\n") == 1
+    if isinstance(error, ResumeMismatchError):  # the CLI says what to do about it
+        assert f"choose another --out or remove {tmp_path / 'run' / 'search.ckpt'}" in err
+
+
+def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
+    def broken(self, n, **kwargs):
+        raise ZeroDivisionError("a bug in nasnb")
+
+    monkeypatch.setattr(registry.get("strategy", "random"), "run", broken)
+    with pytest.raises(ZeroDivisionError):
+        run_toy_search(tmp_path / "run")
+
+
+def test_ctrl_c_during_a_search_says_how_to_continue(tmp_path, monkeypatch, capsys):
+    def interrupted(self, n, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(registry.get("strategy", "random"), "run", interrupted)
+    assert run_toy_search(tmp_path / "run") == 130
+    assert "run the same command again to continue" in capsys.readouterr().err
+
+
+# ============================================================================= search: names from the registry
+
+
+def test_search_on_the_toy_space_scores_by_its_formula_without_training(tmp_path):
+    """ToySpace builds no network: its known score is the evaluator (a search in a second)."""
+    from nasnb.history import History
+
+    out = tmp_path / "toy"
+    assert run_toy_search(out, strategy="evolution", trials=12) == 0
+    history = History.load(out / "history.json")
+    space = ToySpace()
+    assert len(history) == 12 and history.meta["strategy"] == "RegularizedEvolution"
+    for trial in history:  # the fraction of positions equal to the hidden target
+        arch = space.parse(trial.arch)
+        assert trial.metrics["val_accuracy"] == sum(a == t for a, t in zip(arch, space.target)) / space.length
+        assert "params" not in trial.metrics  # nothing was built
+    assert (out / "search.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and list(out.glob("best_cell.*"))
+
+
+@pytest.mark.parametrize("strategy, view", [("random", "progress"), ("evolution", "population"),
+                                            ("reinforce", "policy")])
+def test_search_draws_the_strategys_own_view_from_the_registry(strategy, view, tmp_path, monkeypatch):
+    asked = []
+    real_get = registry.get
+    monkeypatch.setattr(registry, "get", lambda kind, name: asked.append((kind, name)) or real_get(kind, name))
+    assert run_toy_search(tmp_path / strategy, strategy=strategy, trials=4) == 0
+    assert ("space", "toy") in asked and ("strategy", strategy) in asked
+    assert [name for kind, name in asked if kind == "view"] == [view]
+    assert (tmp_path / strategy / "search.png").stat().st_size > 0
+
+
+def test_space_and_strategy_choices_are_the_registrys(monkeypatch, capsys):
+    monkeypatch.setitem(registry.REGISTRIES["strategy"], "mine", "nasnb.strategies.random:RandomSearch")
+    with pytest.raises(SystemExit):
+        cli.main(["search", "--help"])
+    help_text = capsys.readouterr().out
+    assert "{" + ",".join(registry.names("space")) + "}" in help_text
+    assert "{" + ",".join(registry.names("strategy")) + "}" in help_text and "mine" in help_text
