@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--space", default="nb201", choices=registry.names("space"),
                         help="search space (toy: scored by its known formula, no training)")
     search.add_argument("--strategy", default="random", choices=registry.names("strategy"), help="search strategy")
-    search.add_argument("--trials", type=int, default=8, help="trials in the finished search; a resumed run continues up to it (at least 1)")
+    search.add_argument("--trials", type=int, default=8,
+                        help="trials in the finished search; a resumed run continues up to it (at least 1)")
     search.add_argument("--epochs", type=int, default=3, help="training epochs per architecture")
     search.add_argument("--dataset", default="digits", choices=DATASETS, help="digits is bundled; the others download")
     search.add_argument("--data-root", default=None, help="where torchvision data sets are stored")
