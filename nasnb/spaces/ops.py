@@ -15,7 +15,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nasnb.errors import UnknownNameError
+from nasnb.checks import short
+from nasnb.errors import InvalidValueError, UnknownNameError
 
 
 class UnknownOpError(UnknownNameError):
@@ -23,8 +24,8 @@ class UnknownOpError(UnknownNameError):
 
 
 def check_op(name: str, registry: dict, space: str) -> str:
-    if name not in registry:
-        raise UnknownOpError(f"unknown op {name!r} for the {space} space; choose from {sorted(registry)}")
+    if not isinstance(name, str) or name not in registry:  # isinstance first: a list is unhashable
+        raise UnknownOpError(f"unknown op {short(name)} for the {space} space; choose from {sorted(registry)}")
     return name
 
 
@@ -92,7 +93,7 @@ class FactorizedReduce(nn.Module):
     def __init__(self, C_in: int, C_out: int, affine: bool = True):
         super().__init__()
         if C_out % 2:
-            raise ValueError(f"FactorizedReduce needs an even C_out, got {C_out}")
+            raise InvalidValueError(f"FactorizedReduce needs an even C_out, got {short(C_out)}; e.g. C_out=16")
         self.relu = nn.ReLU(inplace=False)
         self.conv_1 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, bias=False)
         self.conv_2 = nn.Conv2d(C_in, C_out // 2, 1, stride=2, bias=False)
