@@ -1,12 +1,15 @@
 """NB201Space against the paper, the benchmark's published figures, and plain math."""
 import itertools
+import time
 from collections import defaultdict
 
 import numpy as np
 import pytest
 import torch
 
-from nasnb.spaces.base import SearchSpace
+from nasnb.errors import InvalidTypeError, InvalidValueError, NasnbError
+from nasnb.spaces.base import BuildableSpace, EnumerableSpace, SearchSpace
+from nasnb.spaces.darts import DartsSpace
 from nasnb.spaces.nb201 import EDGES, NB201Cell, NB201Space
 from nasnb.spaces.ops import Identity, Pool, ReLUConvBN, UnknownOpError, Zero
 
@@ -16,6 +19,7 @@ NONE, SKIP, C1, C3, POOL = OPS
 # The example of the NAS-Bench-201 README / our DESIGN.md, and its edges read off by hand.
 PAPER_STR = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
 PAPER_ARCH = (C3, C3, POOL, SKIP, C3, SKIP)
+BAD_ARCH = (C3, C3, "conv", SKIP, C3, SKIP)  # an unknown op on edge 2<-1
 
 
 def hamming(a, b):
@@ -125,7 +129,72 @@ def test_validate():
         SPACE.validate((C3, C3, "conv", SKIP, C3, SKIP))
 
 
-BAD_ARCH = (C3, C3, "conv", SKIP, C3, SKIP)
+# superscript 2, Arabic-Indic 3, fullwidth 0, Arabic-Indic 0
+@pytest.mark.parametrize("digit", ["\u00b2", "\u0663", "\uff10", "\u0660"])
+def test_indices_are_ascii_digits_only(digit):
+    # str.isdigit() is True for all four; int() refuses the first and reads the others as 3 and 0
+    text = PAPER_STR.replace("nor_conv_3x3~0|+", f"nor_conv_3x3~{digit}|+", 1)
+    with pytest.raises(InvalidValueError, match="ASCII digits"):
+        SPACE.parse(text)
+
+
+def test_errors_echo_at_most_80_characters_of_the_input():
+    long_op = "x" * 5000
+    for text in (PAPER_STR.replace("avg_pool_3x3", long_op), PAPER_STR.replace("~2|", "~" + "9" * 5000 + "|"),
+                 PAPER_STR.replace("avg_pool_3x3~1", long_op), "|" + long_op + "+|a|+|b|"):
+        with pytest.raises(NasnbError) as info:
+            SPACE.parse(text)
+        assert "xxxxx" in str(info.value) or "99999" in str(info.value)  # the bad part is quoted...
+        assert len(str(info.value)) < 300  # ...but cut short
+
+
+@pytest.mark.parametrize("text", [
+    "+" * 1_000_000, "|" * 1_000_000, "x" * 1_000_000, PAPER_STR + "|none~0" * 100_000,
+    PAPER_STR.replace("~2|", "~" + "7" * 1_000_000 + "|"),  # int() of a million digits would take seconds
+])
+def test_a_megabyte_of_junk_is_refused_at_once(text):
+    start = time.perf_counter()
+    with pytest.raises(InvalidValueError):
+        SPACE.parse(text)
+    assert time.perf_counter() - start < 0.5
+
+
+def test_format_validates_as_parse_does():
+    with pytest.raises(UnknownOpError):  # the string with this op fails to parse the same way
+        SPACE.format(BAD_ARCH)
+    with pytest.raises(UnknownOpError):
+        SPACE.parse(PAPER_STR.replace("avg_pool_3x3", "conv"))
+    with pytest.raises(InvalidValueError, match="has 5 ops"):
+        SPACE.format(PAPER_ARCH[:5])
+    with pytest.raises(InvalidTypeError, match="not 42 \\(int\\)"):
+        SPACE.format(42)
+    with pytest.raises(InvalidTypeError, match="arch string"):
+        SPACE.parse(42)
+    with pytest.raises(InvalidValueError, match="space.parse"):
+        SPACE.format(PAPER_STR)
+
+
+def test_arguments_are_checked_by_name():
+    with pytest.raises(InvalidTypeError, match="rng must be a numpy Generator.*True"):
+        SPACE.sample(True)
+    with pytest.raises(InvalidValueError, match="rng must be an int >= 0, got -1"):
+        SPACE.mutate(PAPER_ARCH, -1)
+    with pytest.raises(InvalidTypeError, match="rng.*2.5"):
+        SPACE.crossover(PAPER_ARCH, PAPER_ARCH, 2.5)
+    with pytest.raises(InvalidValueError, match="unknown canonical rule \\['nb201'\\]"):
+        SPACE.canonical(PAPER_ARCH, rule=["nb201"])  # unhashable: must not reach the cache
+    with pytest.raises(InvalidValueError, match="cell must be None or 'cell'"):
+        SPACE.to_graph(PAPER_ARCH, cell=np.array(["cell", "cell"]))
+    with pytest.raises(InvalidValueError, match="has 5 ops"):
+        SPACE.from_choices(list(PAPER_ARCH[:5]))
+
+
+def test_protocols_and_equality():
+    assert isinstance(SPACE, SearchSpace) and isinstance(SPACE, BuildableSpace)
+    assert isinstance(SPACE, EnumerableSpace)
+    assert NB201Space() == SPACE and hash(NB201Space()) == hash(SPACE) and repr(SPACE) == "NB201Space()"
+    assert SPACE != DartsSpace() and SPACE != "NB201Space()"
+
 
 
 @pytest.mark.parametrize(
@@ -408,7 +477,11 @@ def test_cell_computes_the_sum_of_its_edges(arch):
 
 
 def test_build_rejects_bad_sizes():
-    with pytest.raises(ValueError, match="C must be a positive int"):
+    with pytest.raises(ValueError, match=r"C must be an int >= 1, got 0; e.g. C=16"):
         SPACE.build(PAPER_ARCH, C=0)
     with pytest.raises(ValueError, match="num_classes"):
         SPACE.build(PAPER_ARCH, num_classes=-1)
+    with pytest.raises(InvalidTypeError, match=r"N must be an int >= 1, got 2.5 \(float\)"):
+        SPACE.build(PAPER_ARCH, N=2.5)  # not truncated to 2
+    with pytest.raises(InvalidTypeError, match="in_channels.*True"):
+        SPACE.build(PAPER_ARCH, in_channels=True)

@@ -21,7 +21,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from nasnb.spaces.base import Choice, as_rng, enumerate_choices
+from nasnb.checks import check_positive_int, short
+from nasnb.errors import InvalidTypeError, InvalidValueError
+from nasnb.spaces.base import Choice, SettingsEquality, as_rng, check_name, enumerate_choices
 from nasnb.spaces.ops import NB201_OP_NAMES, ResNetBasicBlock, UnknownOpError, make_nb201_op
 
 Arch = tuple  # 6 op names, one per edge, in EDGES order
@@ -36,11 +38,20 @@ RULES = ("nb201", "algebra")  # the two equivalences canonical() knows; see its 
 
 def _key(arch: Arch, rule: str) -> str:
     """A string equal for two (valid) archs exactly when `rule` calls them equivalent."""
-    if rule == "nb201":
-        return _nb201_key(arch)
-    if rule == "algebra":
-        return _algebra_key(arch)
-    raise ValueError(f"unknown canonical rule {rule!r}; choose from {list(RULES)}")
+    rule = check_name("rule", rule, RULES, what="canonical rule")
+    return _nb201_key(arch) if rule == "nb201" else _algebra_key(arch)
+
+
+def _index(text: str) -> int | None:
+    """The node index a token spells in ASCII digits, or None.
+
+    str.isdigit() alone accepts '²' (which int() refuses) and '٣' (which int() reads as 3).
+    A long run of digits is out of range anyway; it is not converted (int() of a megabyte is slow).
+    """
+    if not (text.isascii() and text.isdigit()):
+        return None
+    digits = text.lstrip("0") or "0"
+    return int(digits) if len(digits) < 4 else 1000  # any index >= 1000 is as out of range as 1000
 
 
 @functools.lru_cache(maxsize=None)
@@ -88,8 +99,8 @@ def _representatives(rule: str) -> dict:
     return first
 
 
-class NB201Space:
-    """The 15,625 cells of NAS-Bench-201 and the moves a search makes on them."""
+class NB201Space(SettingsEquality):
+    """The 15,625 cells of NAS-Bench-201 and the moves a search makes on them (no settings)."""
 
     name = "nb201"
     cell_names = ("cell",)
@@ -111,17 +122,18 @@ class NB201Space:
     def validate(self, arch: Sequence[str]) -> Arch:
         """`arch` as a tuple of 6 known op names, or an error that says what is wrong."""
         if isinstance(arch, str):
-            raise ValueError(f"got a string {arch!r}; read arch strings with space.parse(text)")
+            raise InvalidValueError(f"got a string {short(arch)}; read arch strings with space.parse(text)")
         if not isinstance(arch, (Sequence, np.ndarray)):
-            raise ValueError(f"an NB201 arch is a tuple of 6 op names, not {type(arch).__name__}")
+            raise InvalidTypeError(f"an NB201 arch is a tuple of 6 op names, not {short(arch)} "
+                                   f"({type(arch).__name__}); e.g. ('nor_conv_3x3',) * 6")
         if len(arch) != len(EDGES):
-            raise ValueError(
+            raise InvalidValueError(
                 f"arch has {len(arch)} ops; NB201 cells have 6, one per edge in the order "
                 f"{list(EDGE_NAMES)}, e.g. ('nor_conv_3x3',) * 6"
             )
         for name, op in zip(EDGE_NAMES, arch):
             if not isinstance(op, str) or op not in OPS:
-                raise UnknownOpError(f"unknown op {op!r} on edge {name}; choose from {list(OPS)}")
+                raise UnknownOpError(f"unknown op {short(op)} on edge {name}; choose from {list(OPS)}")
         return tuple(str(op) for op in arch)  # plain str, even from numpy arrays of names
 
     def format(self, arch: Arch) -> str:
@@ -134,39 +146,48 @@ class NB201Space:
         return "+".join(nodes)
 
     def parse(self, text: str) -> Arch:
-        """The inverse of format(); malformed strings raise ValueError naming the problem."""
+        """The inverse of format(); malformed strings raise a ValueError (a NasnbError) naming the problem.
+
+        Every step is linear in the text and errors quote at most 80 characters of it, so a
+        megabyte of junk is refused at once.
+        """
         if not isinstance(text, str):
-            raise TypeError(f"parse expects an arch string, not {type(text).__name__}")
+            raise InvalidTypeError(f"parse expects an arch string like {SHAPE}, not {short(text)} "
+                                   f"({type(text).__name__}); format an arch tuple with space.format(arch)")
         nodes = text.strip().split("+")
         if len(nodes) != 3:
-            raise ValueError(f"arch string has {len(nodes)} nodes ('+'-separated); NB201 cells have 3: {SHAPE}")
+            raise InvalidValueError(
+                f"arch string has {len(nodes)} nodes ('+'-separated); NB201 cells have 3: {SHAPE}")
         for i, group in enumerate(nodes, start=1):
             if len(group) < 2 or group[0] != "|" or group[-1] != "|":
-                raise ValueError(f"node {i} is {group!r}; write each node as |op~j|...|, as in {SHAPE}")
+                raise InvalidValueError(f"node {i} is {short(group)}; write each node as |op~j|...|, as in {SHAPE}")
         groups = [group[1:-1].split("|") for group in nodes]  # node i's tokens 'op~j'
         num_edges = sum(len(tokens) for tokens in groups)
         if num_edges != len(EDGES):
-            raise ValueError(f"arch string has {num_edges} edges; NB201 cells have 6: {SHAPE}")
+            raise InvalidValueError(f"arch string has {num_edges} edges; NB201 cells have 6: {SHAPE}")
         arch = []
         for i, tokens in enumerate(groups, start=1):
             if len(tokens) != i:
-                raise ValueError(
+                raise InvalidValueError(
                     f"node {i} has {len(tokens)} inputs; it takes {i}, from nodes 0..{i - 1}: {SHAPE}"
                 )
             for expected, token in enumerate(tokens):
-                op, sep, index = token.partition("~")
-                if not op or not sep or not index.isdigit():
-                    raise ValueError(
-                        f"bad token {token!r} in node {i}; expected 'op~index', like 'nor_conv_3x3~0'"
+                op, sep, index_text = token.partition("~")
+                index = _index(index_text)
+                if not op or not sep or index is None:
+                    raise InvalidValueError(
+                        f"bad token {short(token)} in node {i}; expected 'op~index' with an index in "
+                        f"ASCII digits, like 'nor_conv_3x3~0'"
                     )
-                if int(index) >= i:
-                    raise ValueError(f"node {i} reads node {index}, out of range: it reads nodes 0..{i - 1}")
-                if int(index) != expected:
-                    raise ValueError(
+                if index >= i:
+                    raise InvalidValueError(
+                        f"node {i} reads node {short(index_text)}, out of range: it reads nodes 0..{i - 1}")
+                if index != expected:
+                    raise InvalidValueError(
                         f"node {i} lists input {index} in slot {expected}; list inputs in order: {SHAPE}"
                     )
                 if op not in OPS:
-                    raise UnknownOpError(f"unknown op {op!r} in node {i}; choose from {list(OPS)}")
+                    raise UnknownOpError(f"unknown op {short(op)} in node {i}; choose from {list(OPS)}")
                 arch.append(op)
         return tuple(arch)
 
@@ -202,7 +223,8 @@ class NB201Space:
         ``|nor_conv_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|nor_conv_3x3~1|nor_conv_3x3~2|``, both
         conv(conv(x)) + conv(conv(x)), though the first shares its inner conv and has 3 convs to 4.
         """
-        return _representatives(rule)[_key(self.validate(arch), rule)]
+        key = _key(self.validate(arch), rule)  # checks the rule before _representatives caches by it
+        return _representatives(rule)[key]
 
     def expression(self, arch: Arch, rule: str = "algebra") -> str:
         """The cell's output as an expression in x, equal for equivalent cells (see `canonical`).
@@ -252,8 +274,8 @@ class NB201Space:
     def to_graph(self, arch: Arch, cell: str | None = None) -> nx.DiGraph:
         """The cell as a DiGraph: nodes 0..3 (attrs label, role), one edge (j, i, op=...) per non-none op."""
         arch = self.validate(arch)
-        if cell not in (None, "cell"):
-            raise ValueError(f"NB201 has one cell type; cell must be None or 'cell', not {cell!r}")
+        if cell is not None and not (isinstance(cell, str) and cell == "cell"):
+            raise InvalidValueError(f"NB201 has one cell type; cell must be None or 'cell', not {short(cell)}")
         g = nx.DiGraph(space=self.name, cell="cell", arch=self.format(arch))
         for node, (label, role) in enumerate(NODES):
             g.add_node(node, label=label, role=role)
@@ -262,10 +284,11 @@ class NB201Space:
 
     def build(self, arch: Arch, C: int = 16, N: int = 5, num_classes: int = 10, in_channels: int = 3):
         """The paper's macro network (Fig. 1): stem, 3 stages of N cells at C, 2C, 4C, classifier."""
-        for name, value in (("C", C), ("N", N), ("num_classes", num_classes), ("in_channels", in_channels)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        return NB201Network(self.validate(arch), C, N, num_classes, in_channels)
+        arch = self.validate(arch)
+        C, N = check_positive_int("C", C, example=16), check_positive_int("N", N, example=5)
+        num_classes = check_positive_int("num_classes", num_classes, example=10)
+        in_channels = check_positive_int("in_channels", in_channels, example=3)
+        return NB201Network(arch, C, N, num_classes, in_channels)
 
 
 class NB201Cell(nn.Module):
