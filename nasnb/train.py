@@ -8,6 +8,7 @@ tensors already on the device (`TensorData.batches`) and the loss is read back o
 """
 from __future__ import annotations
 
+import inspect
 import math
 import time
 import warnings
@@ -17,8 +18,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from nasnb.checks import (check_bool, check_choice, check_float, check_int, check_positive_float,
+                          check_positive_int, short)
+from nasnb.errors import InvalidTypeError, InvalidValueError, TrainingDivergedError, UnknownNameError
+
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant")
+SPLITS = ("train", "val", "test")
+MAX_SEED = 2**64 - 1  # torch.manual_seed takes seeds up to 2**64 - 1
 
 
 def pick_device(device="auto") -> torch.device:
@@ -27,26 +34,98 @@ def pick_device(device="auto") -> torch.device:
     mps_ok = mps is not None and mps.is_available()
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "mps" if mps_ok else "cpu")
+    hint = "use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'"
+    if isinstance(device, bool) or not isinstance(device, (str, torch.device, int, np.integer)):
+        raise InvalidTypeError(f"device must be a string or a torch.device, got {short(device)} "
+                               f"({type(device).__name__}); {hint}")
     try:
         dev = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'") from err
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise InvalidValueError(f"unknown device {short(device)}; {hint}") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was asked for, but torch sees no CUDA GPU here "
-                         "(torch.cuda.is_available() is False); use device='cpu', or 'auto' to take what there is")
+        raise InvalidValueError(f"device {short(device)} was asked for, but torch sees no CUDA GPU here "
+                                "(torch.cuda.is_available() is False); use device='cpu', or 'auto' to take what there is")
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"device {device!r} was asked for, but there are {torch.cuda.device_count()} CUDA GPUs")
+        raise InvalidValueError(f"device {short(device)} was asked for, but there are {torch.cuda.device_count()} "
+                                "CUDA GPUs; e.g. device='cuda:0'")
     if dev.type == "mps" and not mps_ok:
-        raise ValueError(f"device {device!r} was asked for, but MPS is not available; use 'cpu' or 'auto'")
+        raise InvalidValueError(f"device {short(device)} was asked for, but MPS is not available; use 'cpu' or 'auto'")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise InvalidValueError(f"device {short(device)} is not one nasnb trains on; {hint}")
     return dev
 
 
 def learning_rate(epoch: int, epochs: int, lr: float, schedule: str = "cosine") -> float:
     """The learning rate of epoch `epoch` (0-based): cosine annealing lr/2 * (1 + cos(pi * t / T))
     (Loshchilov & Hutter, 2017, eq. 5 with eta_min = 0), or `lr` throughout for "constant"."""
+    epochs = check_positive_int("epochs", epochs)
+    check_int("epoch", epoch, minimum=0, maximum=epochs)
+    lr = check_positive_float("lr", lr, example=0.025)
+    check_name("schedule", schedule, SCHEDULES)
     if schedule == "constant":
         return lr
     return lr / 2 * (1 + math.cos(math.pi * epoch / epochs))
+
+
+def check_name(name: str, value, options) -> str:
+    """`value` if it is one of the string `options`; anything else (a typo, a number) is named."""
+    if not isinstance(value, str):  # before comparing: an array compared with a string is ambiguous
+        raise InvalidTypeError(f"{name} must be one of {list(options)}, got {short(value)} ({type(value).__name__})")
+    return check_choice(name, value, options)
+
+
+def check_data(data) -> None:
+    """`data` must be a `nasnb.data.TensorData` (what `load` and `from_tensors` return)."""
+    from nasnb.data import TensorData  # data.py imports this module: import at call time
+
+    if not isinstance(data, TensorData):
+        raise InvalidTypeError(f"data must be a nasnb.data.TensorData, got {short(data)} ({type(data).__name__}); "
+                               "e.g. data=nasnb.data.load('digits') or nasnb.data.from_tensors(x, y)")
+
+
+def check_model(model) -> None:
+    if not isinstance(model, nn.Module):
+        raise InvalidTypeError(f"model must be a torch.nn.Module, got {short(model)} ({type(model).__name__}); "
+                               "e.g. model=NB201Space().build(arch, C=8, N=1, in_channels=1)")
+
+
+def check_fit_settings(settings: dict) -> dict:
+    """fit's keyword settings, checked and completed with fit's defaults (a new dict).
+
+    `fit` calls it first, and `TrainEvaluator` calls it on its ``**fit_kwargs`` when it is
+    constructed, so that a bad lr fails at once and not at the first of a hundred trainings.
+    """
+    defaults = {name: p.default for name, p in inspect.signature(fit).parameters.items()
+                if p.kind is p.KEYWORD_ONLY}
+    unknown = [name for name in settings if name not in defaults]
+    if unknown:
+        raise UnknownNameError(f"nasnb.train.fit has no setting {short(unknown[0])}; its settings are "
+                               f"{list(defaults)}, e.g. lr=0.025")
+    s = {**defaults, **settings}
+    s["batch_size"] = check_positive_int("batch_size", s["batch_size"], example=64)
+    s["lr"] = check_positive_float("lr", s["lr"], example=0.025)
+    s["momentum"] = check_float("momentum", s["momentum"], minimum=0.0, maximum=1.0, example=0.9)
+    if s["momentum"] == 1.0:  # a velocity that never decays sums every gradient ever seen
+        raise InvalidValueError("momentum must be below 1, got 1.0; e.g. momentum=0.9")
+    s["weight_decay"] = check_float("weight_decay", s["weight_decay"], minimum=0.0, maximum=1.0, example=3e-4)
+    s["optimizer"] = check_name("optimizer", s["optimizer"], OPTIMIZERS)
+    s["schedule"] = check_name("schedule", s["schedule"], SCHEDULES)
+    if s["grad_clip"] is not None:  # None switches clipping off; 0 would clip every gradient to nothing
+        s["grad_clip"] = check_positive_float("grad_clip", s["grad_clip"], example=5.0)
+    s["aux_weight"] = check_float("aux_weight", s["aux_weight"], minimum=0.0, maximum=1.0, example=0.4)
+    s["label_smoothing"] = check_float("label_smoothing", s["label_smoothing"], minimum=0.0, maximum=1.0,
+                                       example=0.1)
+    for flag in ("amp", "progress", "channels_last"):
+        s[flag] = check_bool(flag, s[flag])
+    if s["augment"] is not None:
+        s["augment"] = check_bool("augment", s["augment"])
+    pick_device(s["device"])  # fails now on a device this machine does not have
+    s["seed"] = check_int("seed", s["seed"], minimum=0, maximum=MAX_SEED, example=0)
+    s["eval_split"] = check_name("eval_split", s["eval_split"], SPLITS)
+    if s["callback"] is not None and not callable(s["callback"]):
+        raise InvalidTypeError(f"callback must be a function of one record (or None), got {short(s['callback'])}; "
+                               "e.g. callback=print")
+    return s
 
 
 def fit(model: nn.Module, data, epochs: int, *, batch_size=64, lr=0.025, momentum=0.9, weight_decay=3e-4,
@@ -76,14 +155,26 @@ def fit(model: nn.Module, data, epochs: int, *, batch_size=64, lr=0.025, momentu
 
     A model with a `drop_path_prob` attribute has it ramped linearly as in DARTS: epoch e uses
     p_max * e / epochs, where p_max is the value when fit starts (restored at the end).
+
+    Every argument is checked before the first step (a `NasnbError` names a bad one). A loss that
+    turns NaN or infinite stops training with `TrainingDivergedError`, checked once per epoch.
     """
-    if optimizer not in OPTIMIZERS or schedule not in SCHEDULES:
-        raise ValueError(f"optimizer={optimizer!r}, schedule={schedule!r}; choose from {OPTIMIZERS} and {SCHEDULES}")
-    data.split(eval_split)  # fails early on a misspelled split name
+    check_model(model)
+    check_data(data)
+    epochs = check_positive_int("epochs", epochs, example=3)
+    check_fit_settings(dict(
+        batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, optimizer=optimizer,
+        schedule=schedule, grad_clip=grad_clip, aux_weight=aux_weight, label_smoothing=label_smoothing,
+        amp=amp, device=device, seed=seed, eval_split=eval_split, progress=progress, augment=augment,
+        callback=callback, channels_last=channels_last))
     device = pick_device(device)
     use_amp = bool(amp) and device.type == "cuda"
     if amp and not use_amp:
         warnings.warn(f"amp=True needs a CUDA device; training in float32 on {device}", stacklevel=2)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise InvalidValueError("model has no trainable parameters (every requires_grad is False, or it has none); "
+                                "e.g. model=nn.Sequential(nn.Flatten(), nn.Linear(64, 10))")
     model.to(device)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model.to(memory_format=memory_format)
@@ -91,13 +182,12 @@ def fit(model: nn.Module, data, epochs: int, *, batch_size=64, lr=0.025, momentu
     augment = data.augment is not None if augment is None else augment
     check_input_shape(model, data)
 
-    params = [p for p in model.parameters() if p.requires_grad]
     if optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
     else:
         opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    generator = torch.Generator().manual_seed(seed)  # batch order and augmentation
+    generator = torch.Generator().manual_seed(int(seed))  # batch order and augmentation
     p_max = getattr(model, "drop_path_prob", None)
     n_train = len(data.train[1])
     drop_last = n_train > 1 and n_train % batch_size == 1  # BatchNorm cannot train on a batch of one
@@ -110,17 +200,23 @@ def fit(model: nn.Module, data, epochs: int, *, batch_size=64, lr=0.025, momentu
         if device.type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=cuda_devices, device_type="cuda"):
-            torch.manual_seed(seed)  # dropout and drop-path draw from the global generator
+            torch.manual_seed(int(seed))  # dropout and drop-path draw from the global generator
             for epoch in bar:
                 start = time.perf_counter()
                 for group in opt.param_groups:
                     group["lr"] = learning_rate(epoch, epochs, lr, schedule)
                 if p_max is not None:
                     model.drop_path_prob = p_max * epoch / epochs
-                loss, accuracy = _train_epoch(model, data, opt, scaler, generator, batch_size, augment,
-                                              drop_last, grad_clip, aux_weight, label_smoothing, use_amp,
-                                              memory_format)
+                loss, accuracy, bad_batch = _train_epoch(model, data, opt, scaler, generator, batch_size, augment,
+                                                         drop_last, grad_clip, aux_weight, label_smoothing,
+                                                         use_amp, memory_format)
+                if bad_batch is not None:
+                    raise _diverged(f"the training loss became {loss} in epoch {epoch}, batch {bad_batch} "
+                                    "(both counted from 0, as in the records)", data, lr)
                 scores = evaluate(model, data, split=eval_split, device=device)
+                if not math.isfinite(scores["loss"]):
+                    raise _diverged(f"the {eval_split} loss became {scores['loss']} after epoch {epoch} "
+                                    f"(counting from 0), though the training loss was {loss}", data, lr)
                 record = {"epoch": epoch, "loss": loss, "train_accuracy": accuracy,
                           f"{eval_split}_accuracy": scores["accuracy"], f"{eval_split}_loss": scores["loss"],
                           "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - start}
@@ -135,16 +231,33 @@ def fit(model: nn.Module, data, epochs: int, *, batch_size=64, lr=0.025, momentu
     return records
 
 
+def _diverged(what: str, data, lr: float) -> TrainingDivergedError:
+    """The error for a NaN or infinite loss, with its likely cause: bad data, or too high a learning rate."""
+    finite = all(bool(torch.isfinite(data.split(s)[0]).all()) for s in SPLITS)  # once, after the fact
+    if not finite:
+        cause = (f"the images of {data.name!r} hold NaN or infinite values; load them with "
+                 "nasnb.data.from_tensors(x, y), which refuses such images")
+    else:
+        cause = (f"the learning rate lr={lr:g} is probably too high for this network; "
+                 f"try e.g. lr={lr / 10:g} (a tenth), or a smaller grad_clip")
+    return TrainingDivergedError(f"training diverged: {what}. Likely cause: {cause}.")
+
+
 def _train_epoch(model, data, opt, scaler, generator, batch_size, augment, drop_last, grad_clip,
-                 aux_weight, label_smoothing, use_amp, memory_format) -> tuple[float, float]:
-    """One pass over the training split; returns (mean loss, accuracy in [0, 1])."""
+                 aux_weight, label_smoothing, use_amp, memory_format) -> tuple[float, float, int | None]:
+    """One pass over the training split: (mean loss, accuracy in [0, 1], first batch whose loss was
+    NaN or infinite, or None)."""
     model.train()
     device = data.device
-    total_loss = torch.zeros((), device=device)  # summed on the device: one sync per epoch, not per batch
+    # Each batch's loss is written on the device and read back once at the end of the epoch, not per
+    # batch (a read waits for the GPU); kept per batch, it also tells which batch went wrong.
+    n = len(data.train[1])
+    batch_losses = torch.zeros(n // batch_size if drop_last else -(-n // batch_size), device=device)
+    sizes = []
     correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
-    for x, y in data.batches("train", batch_size, shuffle=True, generator=generator, augment=augment,
-                             drop_last=drop_last):
+    batches = data.batches("train", batch_size, shuffle=True, generator=generator, augment=augment,
+                           drop_last=drop_last)
+    for i, (x, y) in enumerate(batches):
         x = x.contiguous(memory_format=memory_format)
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             logits, aux_logits = split_outputs(model(x))
@@ -158,10 +271,15 @@ def _train_epoch(model, data, opt, scaler, generator, batch_size, augment, drop_
             nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         scaler.step(opt)
         scaler.update()
-        total_loss += loss.detach().float() * len(y)
+        batch_losses[i] = loss.detach().float()
+        sizes.append(len(y))
         correct += (logits.argmax(1) == y).sum()
-        seen += len(y)
-    return total_loss.item() / seen, correct.item() / seen
+    losses = batch_losses.cpu().double()  # the epoch's one read of the losses; float64: a sum cannot overflow
+    seen = sum(sizes)
+    mean_loss = float((losses * torch.tensor(sizes, dtype=torch.float64)).sum()) / seen
+    finite = torch.isfinite(losses)
+    bad_batch = None if bool(finite.all()) else int((~finite).nonzero()[0])
+    return mean_loss, correct.item() / seen, bad_batch
 
 
 def split_outputs(out) -> tuple:
@@ -174,6 +292,10 @@ def split_outputs(out) -> tuple:
 @torch.no_grad()
 def evaluate(model: nn.Module, data, split="val", batch_size=256, device="auto") -> dict:
     """Mean cross-entropy and accuracy (a fraction in [0, 1]) of `model` on a split, in eval mode."""
+    check_model(model)
+    check_data(data)
+    check_name("split", split, SPLITS)
+    batch_size = check_positive_int("batch_size", batch_size, example=256)
     device = pick_device(device)
     model.to(device)
     data = data.to(device)
@@ -205,21 +327,34 @@ def check_input_shape(model: nn.Module, data) -> None:
             expected = f"the model's first linear layer expects {first.in_features} inputs"
         else:
             expected = "the model expects something else"
-        raise ValueError(
+        raise InvalidValueError(
             f"the model cannot read {data.name!r} images of shape {data.input_shape} (C, H, W): {expected}. "
             f"Build it for this data (e.g. in_channels={data.in_channels}, num_classes={data.num_classes}). "
             f"The error was: {err}") from err
     finally:
         model.train(was_training)
     if logits.shape[-1] != data.num_classes:
-        raise ValueError(f"the model outputs {logits.shape[-1]} class scores, but {data.name!r} has "
+        raise InvalidValueError(f"the model outputs {logits.shape[-1]} class scores, but {data.name!r} has "
                          f"{data.num_classes} classes; build it with num_classes={data.num_classes}")
 
 
 def count_params(model: nn.Module, include_auxiliary: bool = False) -> int:
     """Number of parameters. The auxiliary head (parameters named "auxiliary...") is left out by
     default, as DARTS and the papers after it report sizes."""
+    check_model(model)
+    check_bool("include_auxiliary", include_auxiliary)
     return sum(p.numel() for name, p in model.named_parameters() if include_auxiliary or "auxiliary" not in name)
+
+
+def image_shape(input_shape) -> tuple:
+    """(C, H, W) from a TensorData or a sequence of positive ints."""
+    shape = getattr(input_shape, "input_shape", input_shape)
+    ok = isinstance(shape, (tuple, list, torch.Size)) and len(shape) > 0 and all(
+        not isinstance(n, bool) and isinstance(n, (int, np.integer)) and n > 0 for n in shape)
+    if not ok:
+        raise InvalidValueError(f"input_shape must be (C, H, W), positive ints, or a TensorData; "
+                                f"got {short(input_shape)}; e.g. input_shape=(1, 8, 8)")
+    return tuple(int(n) for n in shape)
 
 
 def count_flops(model: nn.Module, input_shape) -> int:
@@ -231,7 +366,8 @@ def count_flops(model: nn.Module, input_shape) -> int:
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    shape = tuple(getattr(input_shape, "input_shape", input_shape))
+    check_model(model)
+    shape = image_shape(input_shape)
     param = next(model.parameters(), None)
     x = torch.zeros(1, *shape, device=param.device if param is not None else "cpu")  # (1, C, H, W)
     was_training = model.training
@@ -250,8 +386,12 @@ def measure_latency(model: nn.Module, input_shape, batch_size=1, device="auto", 
     The model is moved to `device`. GPU work is asynchronous, so the clock only stops after
     synchronising. Machines are noisy: compare latencies measured in the same session.
     """
+    check_model(model)
+    shape = image_shape(input_shape)
+    batch_size = check_positive_int("batch_size", batch_size)
+    warmup = check_int("warmup", warmup, minimum=0, example=5)
+    repeats = check_positive_int("repeats", repeats, example=20)
     device = pick_device(device)
-    shape = tuple(getattr(input_shape, "input_shape", input_shape))
     model.to(device)
     x = torch.zeros(batch_size, *shape, device=device)  # (B, C, H, W)
     sync = {"cuda": torch.cuda.synchronize, "mps": lambda: torch.mps.synchronize()}.get(device.type, lambda: None)

@@ -1,4 +1,5 @@
 """Tests for nasnb/train.py: devices, the training loop's math, evaluation, parameter/FLOP counts."""
+import copy
 import dataclasses
 import math
 
@@ -9,6 +10,7 @@ import torch.nn.functional as F
 
 from nasnb import data as nd
 from nasnb import train
+from nasnb.errors import InvalidTypeError, InvalidValueError, NasnbError, TrainingDivergedError, UnknownNameError
 
 
 @pytest.fixture(scope="module")
@@ -134,14 +136,16 @@ def test_aux_tuple_adds_weighted_auxiliary_loss():
             h = x.flatten(1)  # (B, 4)
             return (self.head(h), self.aux(h)) if self.training else self.head(h)
 
-    data = tiny_data()
+    data = tiny_data()  # 24 training images, one batch: the recorded loss is that of the initial weights
     torch.manual_seed(0)
     model = WithAux()
-    records = train.fit(model, data, 1, lr=0.0, aux_weight=0.4, progress=False)  # lr 0: weights stay
+    initial = copy.deepcopy(model)
+    records = train.fit(model, data, 1, lr=0.1, aux_weight=0.4, progress=False)
     x, y = data.train
     with torch.no_grad():
-        expected = F.cross_entropy(model.head(x.flatten(1)), y) + 0.4 * F.cross_entropy(model.aux(x.flatten(1)), y)
-        val_accuracy = (model.head(data.val[0].flatten(1)).argmax(1) == data.val[1]).float().mean()
+        h = x.flatten(1)
+        expected = F.cross_entropy(initial.head(h), y) + 0.4 * F.cross_entropy(initial.aux(h), y)
+        val_accuracy = (model.head(data.val[0].flatten(1)).argmax(1) == data.val[1]).float().mean()  # after the step
     assert records[0]["loss"] == pytest.approx(expected.item(), rel=1e-5)
     assert records[0]["val_accuracy"] == pytest.approx(val_accuracy.item())
 
@@ -170,9 +174,9 @@ def test_callback_sees_every_record_and_adam_and_eval_split_work():
 
 
 def test_bad_settings_are_named():
-    with pytest.raises(ValueError, match="'sgdm'.*'sgd', 'adam'"):
+    with pytest.raises(UnknownNameError, match="'sgdm'.*'sgd', 'adam'"):
         train.fit(Bias(), tiny_data(), 1, optimizer="sgdm", progress=False)
-    with pytest.raises(ValueError, match="'valid'"):
+    with pytest.raises(UnknownNameError, match="'valid'"):
         train.fit(Bias(), tiny_data(), 1, eval_split="valid", progress=False)
 
 
@@ -225,6 +229,129 @@ def test_count_flops_matches_hand_count(digits):
     assert train.count_flops(strided, (3, 32, 32)) == 2 * 16 * 3 * 9 * 16 * 16
 
 
-def test_measure_latency_reports_median_and_p90():
-    result = train.measure_latency(conv_net(), (1, 8, 8), batch_size=2, device="cpu", warmup=1, repeats=5)
-    assert 0 < result["median"] <= result["p90"] and result["batch_size"] == 2 and result["device"] == "cpu"
+class FakeClock:
+    """Stands in for the `time` module: its clock moves only when a forward pass says so."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def perf_counter(self):
+        return self.now
+
+
+def test_measure_latency_leaves_out_the_warmup_and_reports_median_and_p90(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(train, "time", clock)
+    durations = [100.0, 100.0, 5.0, 1.0, 4.0, 2.0, 3.0]  # two slow warm-up calls, then five timed ones
+
+    class Timed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            clock.now += durations[self.calls]
+            self.calls += 1
+            return x
+
+    model = Timed()
+    result = train.measure_latency(model, (1, 8, 8), batch_size=2, device="cpu", warmup=2, repeats=5)
+    assert model.calls == 7
+    # timed calls sorted: 1, 2, 3, 4, 5 -> median 3; the 90th percentile lies 0.9 * 4 = 3.6 steps
+    # into the sorted list, between 4 and 5 (linear interpolation): 4 + 0.6 * (5 - 4)
+    assert result["median"] == 3.0 and result["p90"] == pytest.approx(4.6)
+    assert result["batch_size"] == 2 and result["device"] == "cpu"
+
+
+# ----------------------------------------------------------------------------- divergence
+
+
+def test_a_learning_rate_too_high_stops_with_the_epoch_batch_and_a_smaller_lr():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 4))
+    # lr 1e38 with gradients clipped to norm 5: the first step takes weights past float32's
+    # largest number (3.4e38), so a later batch of the first epoch has a NaN loss.
+    with pytest.raises(TrainingDivergedError) as info:
+        train.fit(model, tiny_data(), 3, lr=1e38, batch_size=8, progress=False)
+    message = str(info.value)
+    assert "epoch 0, batch " in message and "batch 0 " not in message
+    assert "lr=1e+38" in message and "lr=1e+37" in message
+    assert isinstance(info.value, FloatingPointError)
+
+
+def test_non_finite_images_stop_training_and_are_named_as_the_cause():
+    data = tiny_data()
+    x, y = data.train
+    x = x.clone()
+    x[3, 0, 1, 1] = math.inf  # TensorData made by hand: from_tensors would have refused this
+    broken = dataclasses.replace(data, train=(x, y))
+    with pytest.raises(TrainingDivergedError, match=r"epoch 0, batch 0 .*'custom' hold NaN or infinite"):
+        train.fit(nn.Sequential(nn.Flatten(), nn.Linear(4, 4)), broken, 2, batch_size=64, progress=False)
+
+
+# ----------------------------------------------------------------------------- argument checks
+
+
+BAD_FIT_SETTINGS = [  # (setting, bad value, error class)
+    ("epochs", 0, InvalidValueError), ("epochs", 2.0, InvalidTypeError), ("epochs", True, InvalidTypeError),
+    ("batch_size", 0, InvalidValueError), ("batch_size", 32.5, InvalidTypeError),
+    ("lr", 0.0, InvalidValueError), ("lr", -0.1, InvalidValueError), ("lr", math.nan, InvalidValueError),
+    ("lr", math.inf, InvalidValueError), ("lr", "0.1", InvalidTypeError),
+    ("momentum", 1.0, InvalidValueError), ("momentum", -0.5, InvalidValueError),
+    ("weight_decay", -1e-4, InvalidValueError), ("label_smoothing", 1.5, InvalidValueError),
+    ("aux_weight", -0.4, InvalidValueError), ("grad_clip", 0, InvalidValueError),
+    ("grad_clip", -5.0, InvalidValueError), ("optimizer", "sgdm", UnknownNameError),
+    ("schedule", "linear", UnknownNameError), ("schedule", 3, InvalidTypeError),
+    ("eval_split", "valid", UnknownNameError), ("seed", -1, InvalidValueError), ("seed", 1.5, InvalidTypeError),
+    ("seed", 2**64, InvalidValueError), ("amp", "yes", InvalidTypeError), ("progress", 0, InvalidTypeError),
+    ("augment", 1, InvalidTypeError), ("callback", "print", InvalidTypeError), ("device", "gpu", InvalidValueError),
+    ("device", None, InvalidTypeError), ("channels_last", None, InvalidTypeError),
+]
+
+
+@pytest.mark.parametrize("setting, value, error", BAD_FIT_SETTINGS)
+def test_fit_names_a_bad_setting_before_training(setting, value, error):
+    model = Bias()
+    kwargs = {"epochs": 1, "progress": False, setting: value}
+    with pytest.raises(error) as info:
+        train.fit(model, tiny_data(), **kwargs)
+    assert isinstance(info.value, NasnbError) and setting in str(info.value)
+    assert torch.equal(model.b.detach(), torch.zeros(4)), "training started before the check"
+
+
+def test_fit_names_a_misspelled_setting_and_the_wrong_model_or_data():
+    with pytest.raises(UnknownNameError, match="'learning_rate'.*'lr'"):
+        train.check_fit_settings({"learning_rate": 0.1})
+    with pytest.raises(InvalidTypeError, match="model must be a torch.nn.Module"):
+        train.fit("resnet", tiny_data(), 1)
+    with pytest.raises(InvalidTypeError, match="(?s)data must be a nasnb.data.TensorData.*load"):
+        train.fit(Bias(), [(torch.zeros(1, 1, 2, 2), 0)], 1)
+    frozen = Bias().requires_grad_(False)
+    with pytest.raises(InvalidValueError, match="no trainable parameters"):
+        train.fit(frozen, tiny_data(), 1, progress=False)
+
+
+def test_check_fit_settings_fills_in_the_defaults():
+    settings = train.check_fit_settings({"lr": 0.1})
+    assert settings["lr"] == 0.1 and settings["batch_size"] == 64 and settings["optimizer"] == "sgd"
+    assert set(settings) == {"batch_size", "lr", "momentum", "weight_decay", "optimizer", "schedule", "grad_clip",
+                             "aux_weight", "label_smoothing", "amp", "device", "seed", "eval_split", "progress",
+                             "augment", "callback", "channels_last"}
+
+
+@pytest.mark.parametrize("call, name", [
+    (lambda d: train.evaluate(Bias(), d, split="valid"), "split"),
+    (lambda d: train.evaluate(Bias(), d, batch_size=0), "batch_size"),
+    (lambda d: train.evaluate(Bias(), d, device="tpu"), "device"),
+    (lambda d: train.learning_rate(5, 4, 0.1), "epoch"),
+    (lambda d: train.learning_rate(0, 4, -0.1), "lr"),
+    (lambda d: train.count_params(Bias(), include_auxiliary="no"), "include_auxiliary"),
+    (lambda d: train.count_flops(Bias(), (1, 0, 8)), "input_shape"),
+    (lambda d: train.measure_latency(Bias(), (1, 8, 8), repeats=0, device="cpu"), "repeats"),
+    (lambda d: train.measure_latency(Bias(), (1, 8, 8), warmup=-1, device="cpu"), "warmup"),
+    (lambda d: train.pick_device(True), "device"),
+])
+def test_other_functions_name_a_bad_argument(call, name):
+    with pytest.raises(NasnbError, match=name):
+        call(tiny_data())
