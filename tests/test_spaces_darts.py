@@ -9,13 +9,15 @@ import collections
 import functools
 import itertools
 import math
+import time
 
 import networkx as nx
 import numpy as np
 import pytest
 import torch
 
-from nasnb.spaces.base import SearchSpace
+from nasnb.errors import InvalidTypeError, InvalidValueError
+from nasnb.spaces.base import BuildableSpace, EnumerableSpace, SearchSpace
 from nasnb.spaces.darts import CANDIDATE_OPS, GENOTYPES, DartsSpace, Genotype, count_genotypes
 from nasnb.spaces.darts_network import Cell, DartsNetwork, drop_path
 from nasnb.spaces.ops import DARTS_OPS, DARTS_PRIMITIVES, UnknownOpError
@@ -179,6 +181,42 @@ def test_space_follows_the_protocol():
         DartsSpace(candidate_ops=("sep_conv_3x3", "nor_conv_3x3"))
 
 
+def test_capabilities_and_equality():
+    assert isinstance(SPACE, BuildableSpace) and not isinstance(SPACE, EnumerableSpace)  # 10^18 is not listed
+    assert DartsSpace() == SPACE and hash(DartsSpace()) == hash(SPACE) and repr(SPACE) == "DartsSpace(steps=4)"
+    small = DartsSpace(steps=3, candidate_ops=("skip_connect", "sep_conv_3x3"))
+    assert repr(small) == "DartsSpace(steps=3, candidate_ops=('skip_connect', 'sep_conv_3x3'))"
+    # spaces that differ in any setting differ in repr (a resumed search compares reprs)
+    others = [DartsSpace(steps=5), DartsSpace(candidate_ops=CANDIDATE_OPS[::-1]),
+              DartsSpace(candidate_ops=CANDIDATE_OPS[:6]), DartsSpace(candidate_ops=("none",) + CANDIDATE_OPS)]
+    assert len({repr(space) for space in [SPACE, small] + others}) == 6
+    assert all(space != SPACE for space in [small] + others)
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(steps=0), InvalidValueError, "steps must be an int >= 1 and <= 64, got 0"),
+    (dict(steps=65), InvalidValueError, "steps must be an int >= 1 and <= 64"),
+    (dict(steps=4.0), InvalidTypeError, r"got 4.0 \(float\)"),
+    (dict(steps=True), InvalidTypeError, r"got True \(bool\)"),
+    (dict(candidate_ops=()), InvalidValueError, "candidate_ops is empty"),
+    (dict(candidate_ops=("skip_connect", "sep_conv_3x3", "skip_connect")), InvalidValueError,
+     r"repeats \['skip_connect'\]"),
+    (dict(candidate_ops="skip_connect"), InvalidTypeError, "sequence of op names"),
+    (dict(candidate_ops=7), InvalidTypeError, "sequence of op names"),
+    (dict(candidate_ops=(["skip_connect"],)), UnknownOpError, r"\['skip_connect'\]"),
+])
+def test_constructor_checks_its_settings(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        DartsSpace(**kwargs)
+
+
+def test_len_of_a_space_too_large_for_len_says_how_to_count():
+    space = DartsSpace(steps=5)  # about 5.8e23 genotypes: len() cannot return that
+    with pytest.raises(InvalidValueError, match=r"about 10\^23 architectures.*count_genotypes"):
+        len(space)
+    assert count_genotypes(5, 7) == (1 * 3 * 6 * 10 * 15 * 7 ** 10) ** 2
+
+
 def test_len_is_the_formula_and_about_1e18():
     assert len(SPACE) == count_genotypes(4, 7) == (1 * 3 * 6 * 10 * 7 ** 8) ** 2 == 1_076_746_950_455_072_400
     assert 1e18 < len(SPACE) < 1.1e18  # DARTS: "about 10^18" for the pair of cells
@@ -251,6 +289,77 @@ def one_node(normal="[('sep_conv_3x3', 0), ('sep_conv_3x3', 1)]", normal_concat=
 def test_parse_rejects_malformed_text_with_a_clear_message(text, message):
     with pytest.raises(ValueError, match=message):
         SPACE.parse(text)
+
+
+NODE = [("sep_conv_3x3", 0), ("sep_conv_3x3", 1)]
+
+
+@pytest.mark.parametrize("genotype, error, message", [
+    (GENOTYPES["DARTS_V2"][:3], InvalidValueError, "4 fields"),
+    (42, InvalidTypeError, r"not 42 \(int\)"),
+    (DARTS_V2_TEXT, InvalidValueError, "space.parse"),
+    ((NODE[:1] * 2 + [("sep_conv_3x3", True)], [2], NODE, [2]), InvalidValueError, "True.*not an .op_name"),
+    ((NODE, [2.0], NODE, [2]), InvalidValueError, "normal_concat must hold ints"),
+    ((NODE, [2], NODE, [2, 2]), InvalidValueError, "reduce_concat"),
+    ((NODE, [2], [("sep_conv_3x3", 0), ("sep_conv_3x3", 2)], [2]), InvalidValueError, "input index 2"),
+    ((NODE, [2], [("conv_9x9", 0), ("sep_conv_3x3", 1)], [2]), UnknownOpError, "conv_9x9"),
+    ((NODE * 65, list(range(2, 132)), NODE, [2]), InvalidValueError, "from 2 to 128"),
+])
+def test_format_validates_as_parse_does(genotype, error, message):
+    """format() refuses what parse() would refuse, so whatever it writes reads back."""
+    with pytest.raises(error, match=message):
+        SPACE.format(genotype)
+    with pytest.raises(error, match=message):
+        SPACE.validate(genotype)
+
+
+def test_huge_or_deep_text_is_refused_at_once():
+    texts = ["x" * 1_000_000, "Genotype(" + "[1], " * 3000 + ")", "-" * 19_000 + "1", "1+" * 9_000 + "1",
+             "[" * 5000, one_node(normal="[('sep_conv_3x3', 0), ('sep_conv_3x3', 0x" + "f" * 5000 + ")]"),
+             one_node(normal_concat="range(2, 10 ** 100)"), one_node(normal_concat="range(2, " + "9" * 40 + ")"),
+             "Genotype(normal=[('sep_conv_3x3', 0)]\x00)"]
+    for text in texts:
+        start = time.perf_counter()
+        with pytest.raises(InvalidValueError) as info:
+            SPACE.parse(text)
+        assert time.perf_counter() - start < 0.5
+        assert 0 < len(str(info.value)) < 400
+
+
+def test_arguments_are_checked_by_name():
+    g = GENOTYPES["DARTS_V2"]
+    with pytest.raises(InvalidValueError, match="rng must be an int >= 0, got -3"):
+        SPACE.sample(-3)
+    with pytest.raises(InvalidTypeError, match="rng.*False"):
+        SPACE.mutate(g, False)
+    with pytest.raises(InvalidValueError, match=r"unknown cell \['normal'\]; choose from"):
+        SPACE.to_graph(g, cell=["normal"])
+    with pytest.raises(InvalidTypeError, match="from_choices expects a list of 24 values"):
+        SPACE.from_choices(None)
+    with pytest.raises(InvalidValueError, match="has no neighbours"):
+        skips = [("skip_connect", 0), ("skip_connect", 1)]  # one node: no other op, no other input
+        DartsSpace(steps=1, candidate_ops=("skip_connect",)).mutate(Genotype(skips, [2], skips, [2]))
+    # choice values are read as the option they equal: (0.0, 1.0) is the pair (0, 1)
+    values = SPACE.to_choices(g)
+    values[0] = (0.0, 1.0)
+    assert SPACE.from_choices(values) == SPACE.canonical(g) and type(SPACE.from_choices(values).normal[0][1]) is int
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(C=2.0), InvalidTypeError, r"C must be an int >= 1, got 2.0 \(float\)"),
+    (dict(layers=0), InvalidValueError, "layers must be an int >= 1, got 0; e.g. layers=20"),
+    (dict(num_classes=True), InvalidTypeError, "num_classes"),
+    (dict(in_channels=-1), InvalidValueError, "in_channels"),
+    (dict(stem_multiplier=0), InvalidValueError, "stem_multiplier"),
+    (dict(drop_path_prob=-0.1), InvalidValueError, "drop_path_prob"),
+    (dict(drop_path_prob="0.2"), InvalidTypeError, "drop_path_prob"),
+    (dict(drop_path_prob=float("nan")), InvalidValueError, "drop_path_prob"),
+    (dict(auxiliary=1), InvalidTypeError, "auxiliary must be True or False, got 1"),
+    (dict(auxiliary="no"), InvalidTypeError, "auxiliary"),
+])
+def test_build_checks_its_arguments(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        SPACE.build(GENOTYPES["DARTS_V2"], **{"C": 4, "layers": 3, **kwargs})
 
 
 def test_unknown_op_names_the_allowed_ones():
@@ -431,7 +540,7 @@ def test_no_auxiliary_head_gives_plain_logits_and_bad_inputs_are_refused():
         net(torch.randn(1, 8, 8))
     with pytest.raises(TypeError, match="string"):
         SPACE.parse(GENOTYPES["DARTS_V2"])
-    with pytest.raises(ValueError, match="C must be a positive int"):
+    with pytest.raises(ValueError, match=r"C must be an int >= 1, got 0; e.g. C=36"):
         SPACE.build(GENOTYPES["DARTS_V2"], C=0)
     with pytest.raises(ValueError, match="drop_path_prob"):
         SPACE.build(GENOTYPES["DARTS_V2"], drop_path_prob=1.0)

@@ -13,15 +13,24 @@ import collections.abc
 
 import numpy as np
 
+from nasnb.checks import short
+from nasnb.errors import InvalidValueError
+
+
+def _is_index(value) -> bool:
+    """An int (or numpy int) but not a bool: True is an int to Python, not a state number."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def _is_edge(item) -> bool:
-    return (isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str)
-            and isinstance(item[1], (int, np.integer)) and not isinstance(item[1], bool))
+    return isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str) and _is_index(item[1])
 
 
 def _as_edges(cell, field: str) -> tuple:
     """Edges as a tuple of (op, index) tuples; also flattens the per-node nested form [[e, e], ...]."""
     if isinstance(cell, (str, bytes)) or not isinstance(cell, collections.abc.Iterable):
-        raise ValueError(f"{field} must be a list of (op_name, input_index) pairs, got {cell!r}")
+        raise InvalidValueError(f"{field} must be a list of (op_name, input_index) pairs like "
+                                f"[('sep_conv_3x3', 0), ('skip_connect', 1)], got {short(cell)}")
     edges = []
     for item in cell:
         if _is_edge(item):
@@ -29,16 +38,18 @@ def _as_edges(cell, field: str) -> tuple:
         elif isinstance(item, (list, tuple)) and item and all(_is_edge(e) for e in item):
             edges.extend((e[0], int(e[1])) for e in item)  # per-node form used by some DARTS forks
         else:
-            raise ValueError(f"{field}: {item!r} is not an (op_name, input_index) pair like ('sep_conv_3x3', 0)")
+            raise InvalidValueError(f"{field}: {short(item)} is not an (op_name, input_index) pair "
+                                    f"like ('sep_conv_3x3', 0)")
     return tuple(edges)
 
 
 def _as_concat(concat, field: str) -> tuple:
     if isinstance(concat, (str, bytes)) or not isinstance(concat, collections.abc.Iterable):
-        raise ValueError(f"{field} must be a list of node indices like [2, 3, 4, 5] or range(2, 6), got {concat!r}")
+        raise InvalidValueError(f"{field} must be a list of node indices like [2, 3, 4, 5] or range(2, 6), "
+                                f"got {short(concat)}")
     items = list(concat)
-    if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in items):
-        raise ValueError(f"{field} must hold ints (state indices), got {items!r}")
+    if not all(_is_index(i) for i in items):
+        raise InvalidValueError(f"{field} must hold ints (state indices) like [2, 3, 4, 5], got {short(items)}")
     return tuple(int(i) for i in items)
 
 
