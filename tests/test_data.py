@@ -1,5 +1,6 @@
 """Tests for nasnb/data.py: splits, normalisation, batching, augmentation, torchvision loading."""
 import dataclasses
+import math
 import subprocess
 import sys
 
@@ -9,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from nasnb import data as nd
+from nasnb.errors import InvalidTypeError, InvalidValueError, NasnbError, UnknownNameError
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +90,7 @@ def test_load_train_size_and_val_size():
 
 
 def test_unknown_name_lists_known_names():
-    with pytest.raises(ValueError, match=r"'cifar100'.*digits.*mnist.*fashion_mnist.*cifar10"):
+    with pytest.raises(UnknownNameError, match=r"'cifar100'.*digits.*mnist.*fashion_mnist.*cifar10"):
         nd.load("cifar100")
 
 
@@ -142,8 +144,8 @@ def test_subset_is_seeded_stratified_and_drawn_from_the_split(digits):
 
 
 def test_unknown_split_is_named(digits):
-    with pytest.raises(ValueError, match="'valid'.*'train', 'val' or 'test'"):
-        next(digits.batches("valid", 10))
+    with pytest.raises(UnknownNameError, match=r"split='valid'.*\['train', 'val', 'test'\]"):
+        digits.batches("valid", 10)  # at the call, not at the first batch
 
 
 # ----------------------------------------------------------------------------- torchvision, faked
@@ -313,3 +315,137 @@ def test_digits_are_read_exactly_as_sklearn_loads_them_without_importing_sklearn
             "print('sklearn.datasets' in sys.modules, 'scipy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"], "loading digits imported sklearn.datasets / scipy (~100 MB)"
+
+
+# ----------------------------------------------------------------------------- data that would train on NaN
+
+
+def random_images(n=20, channels=1, seed=0):
+    return torch.rand(n, channels, 3, 3, generator=torch.Generator().manual_seed(seed))
+
+
+def test_a_constant_channel_is_refused_by_name():
+    x = random_images(channels=3)
+    x[:, 1] = 0.5  # channel 1 is the same gray everywhere: its std, the normaliser, is 0
+    with pytest.raises(InvalidValueError, match=r"channel 1 of the 12 training images is constant \(std 0.0\)"):
+        nd.from_tensors(x, torch.arange(20) % 2)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_pixels_are_refused_with_the_first_bad_image(value):
+    x = random_images()
+    x[7, 0, 2, 2] = value
+    x[11, 0, 0, 0] = value
+    with pytest.raises(InvalidValueError, match=r"x hold NaN or infinite values in 2 of 20 images \(the first is image 7\)"):
+        nd.from_tensors(x, torch.arange(20) % 2)
+
+
+def test_non_finite_pixels_of_a_loaded_data_set_are_refused(monkeypatch):
+    images, target = nd.digits_arrays()
+    images = images.copy()
+    images[0, 3, 3] = np.nan
+    monkeypatch.setattr(nd, "digits_arrays", lambda: (images, target))
+    with pytest.raises(InvalidValueError, match=r"digits: the .*NaN or infinite values in 1 of"):
+        nd.load("digits")
+
+
+@pytest.mark.parametrize("x, y, match", [
+    (torch.zeros(0, 1, 3, 3), torch.zeros(0, dtype=torch.long), "no pixels"),
+    (random_images(), torch.zeros(20, dtype=torch.long), r"single class \(0\)"),
+    (random_images(), torch.full((20,), 3), r"single class \(3\)"),
+    (random_images(), torch.full((20,), math.nan), "integer class labels"),
+    (["a", "b"], [0, 1], "x must be a tensor or an array of numbers"),
+    (random_images(), torch.arange(20) % 2 * 1j, "complex"),
+])
+def test_from_tensors_refuses_data_it_cannot_learn_from(x, y, match):
+    with pytest.raises(NasnbError, match=match):
+        nd.from_tensors(x, y)
+
+
+@pytest.mark.parametrize("kwargs, error, name", [
+    ({"val_fraction": 0.0}, InvalidValueError, "val_fraction"),
+    ({"val_fraction": 1.2}, InvalidValueError, "val_fraction"),
+    ({"test_fraction": math.nan}, InvalidValueError, "test_fraction"),
+    ({"test_fraction": "0.2"}, InvalidTypeError, "test_fraction"),
+    ({"val_fraction": 0.5, "test_fraction": 0.5}, InvalidValueError, "val_fraction=0.5 and test_fraction=0.5"),
+    ({"num_classes": 1}, InvalidValueError, "num_classes"),
+    ({"num_classes": 2.0}, InvalidTypeError, "num_classes"),
+    ({"seed": -1}, InvalidValueError, "seed"),
+    ({"seed": 0.5}, InvalidTypeError, "seed"),
+    ({"name": ""}, InvalidTypeError, "name"),
+    ({"device": "gpu"}, InvalidValueError, "device"),
+])
+def test_from_tensors_names_a_bad_argument(kwargs, error, name):
+    with pytest.raises(error, match=name):
+        nd.from_tensors(random_images(), torch.arange(20) % 2, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, error, name", [
+    ({"name": 10}, UnknownNameError, "name"),
+    ({"train_size": 0}, InvalidValueError, "train_size"),
+    ({"train_size": 300.0}, InvalidTypeError, "train_size"),
+    ({"val_size": True}, InvalidTypeError, "val_size"),
+    ({"val_size": -5}, InvalidValueError, "val_size"),
+    ({"seed": -1}, InvalidValueError, "seed"),
+    ({"seed": "0"}, InvalidTypeError, "seed"),
+    ({"download": "no"}, InvalidTypeError, "download"),
+    ({"root": 3}, InvalidTypeError, "root"),
+    ({"device": "cuda:99"}, InvalidValueError, "device"),
+])
+def test_load_names_a_bad_argument(kwargs, error, name):
+    kwargs = {"name": "digits", **kwargs}
+    with pytest.raises(error, match=name):
+        nd.load(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, error, name", [
+    ({"train_size": 0}, InvalidValueError, "train_size"),
+    ({"train_size": 2.5}, InvalidTypeError, "train_size"),
+    ({"val_size": False}, InvalidTypeError, "val_size"),
+    ({"val_size": 10**9}, InvalidValueError, "val_size=1000000000, but the val split has 397"),
+    ({"seed": -3}, InvalidValueError, "seed"),
+])
+def test_subset_names_a_bad_argument(digits, kwargs, error, name):
+    with pytest.raises(error, match=name):
+        digits.subset(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"batch_size": 0}, "batch_size"), ({"batch_size": 1.5}, "batch_size"), ({"shuffle": 1}, "shuffle"),
+    ({"augment": "yes"}, "augment"), ({"drop_last": None}, "drop_last"), ({"generator": -1}, "generator"),
+])
+def test_batches_checks_its_arguments_at_the_call(digits, kwargs, name):
+    with pytest.raises(NasnbError, match=name):
+        digits.batches("train", **{"batch_size": 8, **kwargs})  # no next(): the call itself fails
+
+
+def test_tensor_data_refuses_empty_or_mismatched_splits(digits):
+    with pytest.raises(InvalidValueError, match="the val split is empty"):
+        dataclasses.replace(digits, val=(digits.val[0][:0], digits.val[1][:0]))
+    with pytest.raises(InvalidValueError, match=r"train labels must be int64 of shape \(1000,\)"):
+        dataclasses.replace(digits, train=(digits.train[0], digits.train[1][:10]))
+    with pytest.raises(InvalidValueError, match="num_classes"):
+        dataclasses.replace(digits, num_classes=1)
+
+
+# ----------------------------------------------------------------------------- fingerprint
+
+
+def test_fingerprint_is_equal_for_equal_data_and_differs_for_other_data(digits):
+    again = nd.load("digits")
+    assert digits.fingerprint() == again.fingerprint() == digits.to("auto").fingerprint()
+    assert len(digits.fingerprint()) == 16 and int(digits.fingerprint(), 16) >= 0
+    others = [
+        nd.load("digits", seed=1),  # other images in train and val
+        digits.subset(train_size=999),  # one image fewer
+        digits.subset(train_size=1000),  # the same images in another order
+        dataclasses.replace(digits, name="other"),
+    ]
+    y = digits.train[1].clone()
+    y[0] = (y[0] + 1) % 10  # one label changed
+    others.append(dataclasses.replace(digits, train=(digits.train[0], y)))
+    x = digits.test[0].clone()
+    x[5, 0, 4, 4] += 1.0  # one centre pixel changed
+    others.append(dataclasses.replace(digits, test=(x, digits.test[1])))
+    prints = [data.fingerprint() for data in others]
+    assert digits.fingerprint() not in prints and len(set(prints)) == len(prints)
