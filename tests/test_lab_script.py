@@ -5,8 +5,8 @@ As root (containers, cloud VMs: where JupyterLab refuses to start without --allo
 runs in full: it installs the clone into a new Python with `pip install -e .[lab]`, as on a fresh
 machine. That Python borrows this environment's packages (tests/venvs.py), so torch is not
 downloaded again and this environment's own editable install of nasnb stays where it is. As a
-normal user (`nobody`, via runuser) it runs with NASNB_SKIP_INSTALL=1 in this environment's Python:
-`nobody` may not write into either environment.
+normal user (`nobody`) it runs with NASNB_SKIP_INSTALL=1 in this environment's Python, which
+`nobody` may not write into.
 
 The clone is of HEAD: commit changes to scripts/lab.sh or nasnb/cli.py before running this.
 """
@@ -31,9 +31,10 @@ from venvs import borrowing_venv
 
 ROOT = Path(__file__).resolve().parents[1]
 STARTUP_LIMIT = 120  # seconds; JupyterLab is up in a few on an idle machine
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "geteuid") or shutil.which("git") is None,
-                                reason="needs a POSIX system with git")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not IS_ROOT or shutil.which("git") is None,
+                                                   reason="runs as root (as the tests do here), with git")]
 
 
 @pytest.fixture(scope="module")
@@ -62,18 +63,16 @@ def get_json(url: str):
         return json.load(response)
 
 
-def serve_with_lab_sh(clone: Path, env: dict, log: Path, as_user: str | None = None) -> list[dict]:
+def serve_with_lab_sh(clone: Path, env: dict, log: Path, run_as: list[str] = ()) -> list[dict]:
     """Run `bash scripts/lab.sh --no-browser --port P --ServerApp.token=T --ServerApp.ip=127.0.0.1`
-    in `clone`, wait until the server answers, and return the entries of its root folder
-    (GET /api/contents). The server's process group is terminated afterwards, whatever happened."""
+    in `clone` (after the `run_as` prefix), wait until the server answers, and return the entries of
+    its root folder (GET /api/contents). Its process group is terminated afterwards, whatever happened."""
     port, token = free_port(), secrets.token_hex(16)
     command = ["bash", "scripts/lab.sh", "--no-browser", "--port", str(port), f"--ServerApp.token={token}",
                "--ServerApp.ip=127.0.0.1", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
-    if as_user is not None:
-        command = ["runuser", "-u", as_user, "--preserve-environment", "--", *command]
     api = f"http://127.0.0.1:{port}/api"
     with open(log, "w") as output:
-        server = subprocess.Popen(command, cwd=clone, env=env, stdout=output, stderr=subprocess.STDOUT,
+        server = subprocess.Popen([*run_as, *command], cwd=clone, env=env, stdout=output, stderr=subprocess.STDOUT,
                                   start_new_session=True)
     try:
         deadline = time.monotonic() + STARTUP_LIMIT
@@ -87,12 +86,21 @@ def serve_with_lab_sh(clone: Path, env: dict, log: Path, as_user: str | None = N
                 time.sleep(0.5)
         return get_json(f"{api}/contents?token={token}")["content"]
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        stop(server)
+
+
+def stop(server: subprocess.Popen) -> None:
+    """Terminate the process group lab.sh started in (bash's exec'd nasnb lab, jupyter lab)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(server.pid, sig)
+        except ProcessLookupError:  # all gone already (lab.sh failed early)
+            pass
         try:
             server.wait(timeout=30)
+            return
         except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
+            continue
 
 
 def notebooks_of(clone: Path) -> list[str]:
@@ -111,11 +119,10 @@ def importing_nasnb(python, cwd) -> str:
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() != 0, reason="the root variant runs as root")
 def test_lab_sh_as_root_installs_the_clone_and_serves_the_notebooks(clone, tmp_path):
-    python, site_dir = borrowing_venv(tmp_path / "venv")
-    env = dict(os.environ, NASNB_PYTHON=str(python), HOME=str(tmp_path / "home"), PIP_NO_INDEX="1")
+    python, _ = borrowing_venv(tmp_path / "venv")
+    # (pip's build of the editable install takes setuptools from pip's configured index, as anywhere)
+    env = dict(os.environ, NASNB_PYTHON=str(python), HOME=str(tmp_path / "home"))
     env.pop("NASNB_SKIP_INSTALL", None)
     log = tmp_path / "lab.log"
     entries = serve_with_lab_sh(clone, env, log)
@@ -126,18 +133,22 @@ def test_lab_sh_as_root_installs_the_clone_and_serves_the_notebooks(clone, tmp_p
     assert importing_nasnb(sys.executable, tmp_path).startswith(str(ROOT / "nasnb"))
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which("runuser") is None or hasattr(os, "geteuid") and os.geteuid() != 0,
-                    reason="the normal-user variant switches to `nobody` with runuser, which needs root")
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="becomes `nobody` with setpriv (util-linux)")
 def test_lab_sh_as_a_normal_user_serves_the_notebooks_without_allow_root(clone, tmp_path):
     nobody = pwd.getpwnam("nobody")
+    assert nobody.pw_uid != 0
+    # nobody's uid and gid, no groups. The one capability to read and search any folder is kept
+    # because this environment's Python may live where only root can look (here: pyenv under /root,
+    # mode 700). It gives no write access, and to JupyterLab and nasnb this is no root: geteuid() != 0.
+    as_nobody = ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
+                 "--inh-caps=+dac_read_search", "--ambient-caps=+dac_read_search", "--"]
     home = Path(tempfile.mkdtemp(prefix="nasnb-nobody-"))  # JupyterLab writes its runtime files here
     os.chown(home, nobody.pw_uid, nobody.pw_gid)
     try:
         env = dict(os.environ, NASNB_PYTHON=sys.executable, NASNB_SKIP_INSTALL="1", HOME=str(home),
                    USER="nobody", LOGNAME="nobody")
         log = tmp_path / "lab.log"
-        entries = serve_with_lab_sh(clone, env, log, as_user="nobody")
+        entries = serve_with_lab_sh(clone, env, log, run_as=as_nobody)
         assert served_notebooks(entries) == notebooks_of(clone)
         assert "--allow-root" not in log.read_text()
     finally:
