@@ -157,7 +157,8 @@ def cmd_search(args) -> int:
     try:
         search.run(trials, checkpoint=checkpoint, progress=True)
     except ResumeMismatchError as err:
-        raise ResumeMismatchError(f"{err} (to start afresh, choose another --out or remove {checkpoint})") from err
+        raise ResumeMismatchError(f"{err}. With nasnb search: repeat that run's options to continue it, or "
+                                  f"choose another --out (or remove {checkpoint}) to start afresh") from err
     except KeyboardInterrupt:
         print(f"nasnb: interrupted after {len(search.history)} trials; run the same command again to continue",
               file=sys.stderr)

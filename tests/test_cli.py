@@ -210,7 +210,28 @@ def test_a_checkpoint_of_another_run_or_a_damaged_one_is_one_line(error, tmp_pat
     err = capsys.readouterr().err
     assert err.startswith(f"nasnb: error: {error}") and err.count("\n") == 1
     if isinstance(error, ResumeMismatchError):  # the CLI says what to do about it
-        assert f"choose another --out or remove {tmp_path / 'run' / 'search.ckpt'}" in err
+        assert f"choose another --out (or remove {tmp_path / 'run' / 'search.ckpt'})" in err
+
+
+def test_running_again_with_other_settings_or_a_damaged_checkpoint_refuses_in_one_line(tmp_path, capsys):
+    """For real: the search core refuses to continue a checkpoint of another run; nothing is mixed."""
+    from nasnb.history import History
+
+    out = tmp_path / "run"
+    args = ["search", "--trials", "2", "--train-size", "100", "--device", "cpu", "--out", str(out)]
+    assert cli.main(args + ["--epochs", "1", "--trials", "1"]) == 0
+    capsys.readouterr()
+    for other in (["--epochs", "2"], ["--epochs", "1", "--strategy", "evolution"]):
+        assert cli.main(args + other) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("nasnb: error: ") and err.count("\n") == 1 and "another --out" in err, err
+    assert len(History.load(out / "history.json")) == 1
+    for part in (out / "search.ckpt").rglob("*"):
+        if part.is_file():
+            part.write_text("not a checkpoint")
+    assert cli.main(args + ["--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nasnb: error: ") and err.count("\n") == 1 and str(out / "search.ckpt") in err, err
 
 
 def test_a_bug_keeps_its_traceback(tmp_path, monkeypatch):
