@@ -194,8 +194,9 @@ class Strategy(Search):
                                   "(or pass max_failures=None to keep going)")
 
     def _step_parallel(self, executor: Executor, k: int) -> list[Trial]:
-        proposals = self._pending[:k]
-        proposals += [self.ask() for _ in range(k - len(proposals))]  # pending ones first, in ask order
+        # A batch interrupted half-told (a resumed checkpoint) is finished on its own first: asking
+        # more now would ask them before its results are in, unlike the run that was interrupted.
+        proposals = self._pending[:k] or [self.ask() for _ in range(k)]
         futures = {id(p): executor.submit(_evaluate, self.evaluator, p.arch)
                    for p in proposals if id(p) not in self._finished}
         trials = []

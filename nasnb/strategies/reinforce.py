@@ -287,9 +287,9 @@ class Reinforce(Strategy):
     # ---------------------------------------------------------------- checkpoints
 
     def _extra_state(self) -> dict:
-        return {  # copies: the live tensors change in place at the next Adam step
-            "controller": {k: v.detach().clone() for k, v in self.controller.state_dict().items()},
-            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+        return {  # live tensors: state_dict() copies them, a checkpoint write serialises them at once
+            "controller": self.controller.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
             "baseline": self.baseline,
             "last_reward": self.last_reward,
             "buffer": [[list(actions), float(adv)] for actions, adv in self._buffer],

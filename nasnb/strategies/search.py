@@ -13,6 +13,7 @@ holds a run of this search, with these settings) and records every step there as
 """
 from __future__ import annotations
 
+import copy
 import json
 import time
 from typing import Any, Callable
@@ -70,8 +71,8 @@ class Search(metaclass=_SnapshotAfterInit):
     def __init__(self, space: SearchSpace, *, metric: str = "val_accuracy", seed: int = 0):
         for needed in ("sample", "format", "parse"):
             if not callable(getattr(space, needed, None)):
-                raise InvalidTypeError(f"space must be a search space (NB201Space(), DartsSpace(), ToySpace(), ...); "
-                                       f"{short(space)} has no {needed}()")
+                raise InvalidTypeError(f"space must be a search space, e.g. NB201Space(), DartsSpace() or ToySpace(); "
+                                       f"got {short(space)}, which has no {needed}()")
         self.space = space
         self.metric = check_str("metric", metric)
         self.seed = check_seed("seed", seed)
@@ -179,11 +180,15 @@ class Search(metaclass=_SnapshotAfterInit):
     def state_dict(self) -> dict:
         """Everything needed to continue exactly: settings, rng states, history, the subclass's
         state. Plain types and tensors only, so `torch.load(path, weights_only=True)` reads it."""
-        return {**self._state_without_history(), "history": self.history.to_json()}
+        state = self._state_without_history()
+        # A copy: a subclass's extra state may hold its live tensors, which change at its next step.
+        return {**state, "extra": copy.deepcopy(state["extra"]), "history": self.history.to_json(),
+                "settings": json.dumps(self.settings(), sort_keys=True)}
 
     def _state_without_history(self) -> dict:
+        """What a checkpoint's state.pt holds after every record (its journal header holds the
+        settings, checked once on resume, so they are not recomputed here at every record)."""
         return {"format": STATE_FORMAT, "version": 2, "strategy": type(self).__name__,
-                "settings": json.dumps(self.settings(), sort_keys=True),
                 "rng": json.dumps(self.rng.bit_generator.state),
                 "torch_generator": self.torch_generator.get_state(),
                 "pending": json.dumps(self._pending_state()), "extra": self._extra_state()}
@@ -211,7 +216,7 @@ class Search(metaclass=_SnapshotAfterInit):
             raise ResumeMismatchError(f"this state is of a {state.get('strategy')} search, not {type(self).__name__}")
         if "settings" in state:
             self._check_settings(json.loads(state["settings"]), "this state")
-        elif state.get("seed") != self.seed:  # a nasnb 0.1 state names only its seed
+        elif state.get("format") != STATE_FORMAT and state.get("seed") != self.seed:  # nasnb 0.1 names its seed
             raise ResumeMismatchError(f"this state is of a search with seed={state.get('seed')}, this one has "
                                       f"seed={self.seed}; build the search with seed={state.get('seed')}")
         history = history if history is not None else History.from_json(state["history"])
@@ -287,12 +292,12 @@ class Search(metaclass=_SnapshotAfterInit):
             raise DamagedFileError(f"{path}: its state does not load into this {type(self).__name__} "
                                    f"({type(err).__name__}: {short(str(err))})") from None
 
-    def _record_dicts(self) -> list:
-        return [json.loads(dumps(r.to_dict())) for r in self.history]
+    def _record_dicts(self, start: int = 0) -> list:
+        """Records from `start` on as the journal holds them (JSON values: lists, not tuples)."""
+        return [json.loads(dumps(r.to_dict())) for r in self.history[start:]]
 
     def _write_checkpoint(self) -> None:
-        new = self._record_dicts()[self._checkpoint.count:]
-        self._checkpoint.append(new, self._state_without_history())
+        self._checkpoint.append(self._record_dicts(self._checkpoint.count), self._state_without_history())
 
     def reset(self) -> None:
         """Back to the state right after construction: same seed, empty history."""
