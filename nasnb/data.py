@@ -357,9 +357,10 @@ def from_tensors(x, y, num_classes: int | None = None, name: str = "custom", val
     y = y.long()
     if num_classes is not None:
         num_classes = check_int("num_classes", num_classes, minimum=2, example=10)
-    num_classes = int(y.max()) + 1 if num_classes is None else num_classes
-    if y.min() < 0 or y.max() >= num_classes:
-        raise InvalidValueError(f"labels must lie in [0, {num_classes}); got min {int(y.min())}, max {int(y.max())}")
+    low, high = int(y.min()), int(y.max())  # Python ints: a tensor compared with 2**63 would overflow
+    num_classes = high + 1 if num_classes is None else num_classes
+    if low < 0 or high >= num_classes:
+        raise InvalidValueError(f"labels must lie in [0, {num_classes}); got min {low}, max {high}")
     if len(y.unique()) < 2:
         raise InvalidValueError(f"y holds a single class ({int(y[0])}); a classifier needs at least two")
     name = check_str("name", name, example="custom")
@@ -417,17 +418,22 @@ def _pack(name, pool, test, num_classes, val_size, train_size, seed, mean, std, 
         check_spread(name, std, len(train))
     m, s = torch.tensor(mean).view(1, -1, 1, 1), torch.tensor(std).view(1, -1, 1, 1)
 
-    def norm(xs, ys):  # xs is ours to change: indexing made a copy (CIFAR-10's 50,000 images are 600 MB)
-        return xs.sub_(m).div_(s).contiguous(), ys
+    def norm(split, xs, ys):  # xs is ours to change: indexing made a copy (CIFAR-10's 50,000 images are 600 MB)
+        xs = xs.sub_(m).div_(s).contiguous()
+        if not bool(torch.isfinite(xs).all()):  # a tiny std (or huge pixels) overflows float32
+            raise InvalidValueError(f"{name}: normalising the {split} images by the training split's per-channel "
+                                    f"mean {short(mean)} and std {short(std)} overflows float32; rescale the "
+                                    "pixels, e.g. to [0, 1]")
+        return xs, ys
 
-    return TensorData(name, norm(x[train], y[train]), norm(x[val], y[val]), norm(*test),
+    return TensorData(name, norm("train", x[train], y[train]), norm("val", x[val], y[val]), norm("test", *test),
                       num_classes, tuple(mean), tuple(std), augment)
 
 
 def check_spread(name: str, std: tuple, n_train: int) -> None:
     """Normalising divides by each channel's std: a constant channel (std 0) would make it NaN."""
     for channel, s in enumerate(std):
-        if not s > 0:  # also catches NaN, the std of a single pixel
+        if not s > 0:  # also catches NaN: the std of a single pixel, or of values that overflow
             raise InvalidValueError(
                 f"{name}: channel {channel} of the {n_train} training images is constant (std {s}), so "
                 "normalising it would divide by zero; give images whose pixels vary, or drop that channel")

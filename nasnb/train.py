@@ -162,11 +162,15 @@ def fit(model: nn.Module, data, epochs: int, *, batch_size=64, lr=0.025, momentu
     check_model(model)
     check_data(data)
     epochs = check_positive_int("epochs", epochs, example=3)
-    check_fit_settings(dict(
+    s = check_fit_settings(dict(
         batch_size=batch_size, lr=lr, momentum=momentum, weight_decay=weight_decay, optimizer=optimizer,
         schedule=schedule, grad_clip=grad_clip, aux_weight=aux_weight, label_smoothing=label_smoothing,
         amp=amp, device=device, seed=seed, eval_split=eval_split, progress=progress, augment=augment,
         callback=callback, channels_last=channels_last))
+    # plain Python numbers from here on: a numpy int64 batch size would make numpy bools of its tests
+    batch_size, lr, momentum, weight_decay, grad_clip, aux_weight, label_smoothing, seed = (
+        s[k] for k in ("batch_size", "lr", "momentum", "weight_decay", "grad_clip", "aux_weight",
+                       "label_smoothing", "seed"))
     device = pick_device(device)
     use_amp = bool(amp) and device.type == "cuda"
     if amp and not use_amp:
@@ -187,7 +191,7 @@ def fit(model: nn.Module, data, epochs: int, *, batch_size=64, lr=0.025, momentu
     else:
         opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    generator = torch.Generator().manual_seed(int(seed))  # batch order and augmentation
+    generator = torch.Generator().manual_seed(seed)  # batch order and augmentation
     p_max = getattr(model, "drop_path_prob", None)
     n_train = len(data.train[1])
     drop_last = n_train > 1 and n_train % batch_size == 1  # BatchNorm cannot train on a batch of one
@@ -200,7 +204,7 @@ def fit(model: nn.Module, data, epochs: int, *, batch_size=64, lr=0.025, momentu
         if device.type == "cuda" else []
     try:
         with torch.random.fork_rng(devices=cuda_devices, device_type="cuda"):
-            torch.manual_seed(int(seed))  # dropout and drop-path draw from the global generator
+            torch.manual_seed(seed)  # dropout and drop-path draw from the global generator
             for epoch in bar:
                 start = time.perf_counter()
                 for group in opt.param_groups:
