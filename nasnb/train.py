@@ -317,6 +317,8 @@ def evaluate(model: nn.Module, data, split="val", batch_size=256, device="auto")
 
 def check_input_shape(model: nn.Module, data) -> None:
     """Run two images through the model; turn a shape mismatch into an error a student can act on."""
+    check_model(model)
+    check_data(data)
     x = data.train[0][:2]
     first = next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))), None)
     was_training = model.training
