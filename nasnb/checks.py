@@ -79,7 +79,8 @@ def check_seed(name: str, value: Any) -> int:
 
 def check_bool(name: str, value: Any) -> bool:
     """True or False (or a numpy bool); 0, 1 and strings such as "false" are refused."""
-    if not isinstance(value, bool) and type(value).__name__ != "bool_":
+    numpy_bool = type(value).__module__ == "numpy" and type(value).__name__ in ("bool_", "bool")  # numpy 1, 2
+    if not isinstance(value, bool) and not numpy_bool:
         raise InvalidTypeError(f"{name} must be True or False, got {short(value)} ({type(value).__name__})")
     return bool(value)
 
