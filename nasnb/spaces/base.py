@@ -138,7 +138,7 @@ class SearchSpace(Protocol):
 
     def to_choices(self, arch: Arch) -> list: ...
 
-    def to_graph(self, arch: Arch, cell: str | None = None): ...
+    def to_graph(self, arch: Arch, cell: str | None = None): ...  # cell: one of cell_names; None, the first
 
 
 @runtime_checkable

@@ -34,6 +34,7 @@ MAX_STEPS = 64  # nodes per cell; published cells have 4 or 5, and choices grow 
 # Characters of genotype text: a 64-node genotype prints in about 6,000, so this leaves room for
 # pretty-printing while a megabyte of text is refused before the (slow) Python parser sees it.
 MAX_TEXT = 20_000
+MAX_INT_BITS = 10_000  # about 3,000 digits: below the 4,300 that Python refuses to print
 
 
 def count_genotypes(steps: int = 4, num_ops: int = len(CANDIDATE_OPS)) -> int:
@@ -81,11 +82,13 @@ def _syntax_tree(text: str) -> ast.Module:
 
 
 def _check_int_sizes(tree: ast.AST) -> None:
-    """Refuse int literals beyond any state index: Python cannot even print one of 5,000 digits
-    (0x... literals parse to them), so the errors below could not show it."""
+    """Refuse int literals too long to print: Python will not write an int of over 4,300 digits
+    (a 0x... literal of 4,000 hex digits is one), so no error message could show it. Smaller ones
+    go on, to be refused as out of range in the order validate() checks things."""
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, int) and abs(node.value) >= 2 ** 63:
-            raise InvalidValueError(f"genotype text has an int of {node.value.bit_length()} bits; state indices "
+        value = node.value if isinstance(node, ast.Constant) else None
+        if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+            raise InvalidValueError(f"genotype text has an int of {value.bit_length():,} bits; state indices "
                                     f"are small, e.g. ('sep_conv_3x3', 0)")
 
 
@@ -347,15 +350,16 @@ class DartsSpace(SettingsEquality):
 
     # ------------------------------------------------------------------ graphs and networks
 
-    def to_graph(self, genotype, cell: str = "normal"):
-        """One cell as a networkx.MultiDiGraph (a node may read one state twice, as in NASNet).
+    def to_graph(self, genotype, cell: str | None = "normal"):
+        """One cell (`cell`: "normal", "reduce", or None for normal) as a networkx.MultiDiGraph
+        (a node may read one state twice, as in NASNet).
 
         Nodes: 0, 1 the inputs c_{k-2}, c_{k-1}; 2..n+1 the intermediate nodes "0".."n-1"; n+2 the
         output c_{k}. Edge (j, i+2, op=...) per genotype pair, and (node, n+2, op="concat").
         """
         import networkx as nx
 
-        check_name("cell", cell, CELL_NAMES, what="cell")
+        cell = "normal" if cell is None else check_name("cell", cell, CELL_NAMES, what="cell")
         genotype = self.validate(genotype)
         edges, concat = getattr(genotype, cell), getattr(genotype, f"{cell}_concat")
         n = len(edges) // 2
