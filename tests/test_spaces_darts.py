@@ -215,6 +215,10 @@ def test_len_of_a_space_too_large_for_len_says_how_to_count():
     with pytest.raises(InvalidValueError, match=r"about 10\^23 architectures.*count_genotypes"):
         len(space)
     assert count_genotypes(5, 7) == (1 * 3 * 6 * 10 * 15 * 7 ** 10) ** 2
+    with pytest.raises(InvalidValueError, match="steps must be an int >= 1, got 0"):
+        count_genotypes(0)
+    with pytest.raises(InvalidTypeError, match="num_ops"):
+        count_genotypes(4, 7.0)
 
 
 def test_len_is_the_formula_and_about_1e18():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nasnb.errors import InvalidTypeError, InvalidValueError
-from nasnb.spaces.base import BuildableSpace, EnumerableSpace, SearchSpace
+from nasnb.spaces.base import BuildableSpace, Choice, EnumerableSpace, SearchSpace
 from nasnb.spaces.darts import DartsSpace
 from nasnb.spaces.nb201 import NB201Space
 from nasnb.spaces.toy import ToySpace
@@ -122,3 +122,15 @@ def test_the_protocol_misses_a_space_without_validate():
     no_validate = type("NoValidate", (), body)(length=3, options=3)
     assert no_validate.choices and len(no_validate) == 27 and hasattr(no_validate, "to_graph")
     assert isinstance(ToySpace(3, 3), SearchSpace) and not isinstance(no_validate, SearchSpace)
+
+
+def test_a_choice_needs_a_name_and_options():
+    assert Choice("a", "xyz").options == ("x", "y", "z") and Choice("b", iter([1, 2])).index(2) == 1
+    with pytest.raises(InvalidValueError, match="has no options"):
+        Choice("a", [])
+    with pytest.raises(InvalidTypeError, match="must be a sequence"):
+        Choice("a", 3)
+    with pytest.raises(InvalidTypeError, match="name is a string"):
+        Choice(("a",), [1, 2])
+    with pytest.raises(InvalidValueError, match=r"\[0\] is not an option of choice 'a'; options are \[1, 2\]"):
+        Choice("a", [1, 2]).index([0])

@@ -17,7 +17,7 @@ import math
 import numbers
 import sys
 from dataclasses import dataclass
-from typing import Any, Hashable, Iterator, Protocol, Sequence, runtime_checkable
+from typing import Any, Hashable, Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
@@ -35,7 +35,13 @@ class Choice:
     options: tuple
 
     def __post_init__(self):
+        if not isinstance(self.name, str):
+            raise InvalidTypeError(f"a Choice's name is a string, got {short(self.name)}; e.g. Choice('1<-0', OPS)")
+        if not isinstance(self.options, Iterable):  # a string is fine: "xyz" offers "x", "y", "z"
+            raise InvalidTypeError(f"options of choice {self.name!r} must be a sequence, got {short(self.options)}")
         object.__setattr__(self, "options", tuple(self.options))
+        if not self.options:  # a decision with nothing to decide between
+            raise InvalidValueError(f"choice {self.name!r} has no options; give it at least one")
 
     def index(self, value) -> int:
         try:

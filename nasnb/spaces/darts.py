@@ -39,6 +39,7 @@ MAX_INT_BITS = 10_000  # about 3,000 digits: below the 4,300 that Python refuses
 
 def count_genotypes(steps: int = 4, num_ops: int = len(CANDIDATE_OPS)) -> int:
     """Distinct genotypes (two inputs per node unordered and distinct): the formula in the docstring."""
+    steps, num_ops = check_positive_int("steps", steps, example=4), check_positive_int("num_ops", num_ops, example=7)
     per_cell = math.prod(math.comb(i + 2, 2) * num_ops ** 2 for i in range(steps))
     return per_cell ** 2
 
