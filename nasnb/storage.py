@@ -51,7 +51,7 @@ from nasnb.errors import DamagedFileError
 from nasnb.history import atomic_write, remove_stray_temporaries
 
 JOURNAL, STATE = "journal.jsonl", "state.pt"
-SYNC_RECORDS, SYNC_SECONDS = 64, 1.0  # fsync at least this often (records, seconds)
+SYNC_RECORDS, SYNC_SECONDS = 32, 1.0  # fsync at least this often (records, seconds)
 JOURNAL_FORMAT, STATE_FORMAT, VERSION = "nasnb-journal", "nasnb-state", 1
 
 
