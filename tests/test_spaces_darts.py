@@ -214,6 +214,7 @@ def test_len_of_a_space_too_large_for_len_says_how_to_count():
     space = DartsSpace(steps=5)  # about 5.8e23 genotypes: len() cannot return that
     with pytest.raises(InvalidValueError, match=r"about 10\^23 architectures.*count_genotypes"):
         len(space)
+    assert bool(space) and (space or None) is space  # truth does not ask len()
     assert count_genotypes(5, 7) == (1 * 3 * 6 * 10 * 15 * 7 ** 10) ** 2
     with pytest.raises(InvalidValueError, match="steps must be an int >= 1, got 0"):
         count_genotypes(0)

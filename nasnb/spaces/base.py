@@ -92,11 +92,11 @@ def checked_len(size: int, space, how_to_count: str) -> int:
                             f"(2^63 - 1); count them as {how_to_count}")
 
 
-class SettingsEquality:
-    """Two spaces are equal when they are of one class with the same settings, i.e. the same repr.
-
-    Each space's repr names every setting (a resumed search compares it with the checkpoint's), so
-    equal reprs mean equal spaces, and the hash follows.
+class SpaceValue:
+    """A space as a value: equal to another of its class with the same settings, i.e. the same repr
+    (each space's repr names every setting, and a resumed search compares it with the checkpoint's),
+    hashable alike, and always true: no space is empty, and bool() must not fall back on a __len__
+    that can be too large to return (`space or default` would raise).
     """
 
     def __eq__(self, other) -> bool:
@@ -104,6 +104,9 @@ class SettingsEquality:
 
     def __hash__(self) -> int:
         return hash(repr(self))
+
+    def __bool__(self) -> bool:
+        return True
 
 
 @runtime_checkable

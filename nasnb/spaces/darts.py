@@ -24,7 +24,7 @@ import numpy as np
 
 from nasnb.checks import check_bool, check_int, check_positive_int, check_probability, short
 from nasnb.errors import InvalidTypeError, InvalidValueError
-from nasnb.spaces.base import Choice, SettingsEquality, as_rng, check_name, checked_len, pick
+from nasnb.spaces.base import Choice, SpaceValue, as_rng, check_name, checked_len, pick
 from nasnb.spaces.genotypes import GENOTYPES, Genotype
 from nasnb.spaces.ops import DARTS_OPS, DARTS_PRIMITIVES, UnknownOpError
 
@@ -138,7 +138,7 @@ def _sort_pairs(genotype: Genotype) -> Genotype:
     return Genotype(**cells)
 
 
-class DartsSpace(SettingsEquality):
+class DartsSpace(SpaceValue):
     """The DARTS cell search space (Liu et al., 2019, Section 2.1): 8 ops, 4 nodes, two cells.
 
     Args:

@@ -23,7 +23,7 @@ import torch.nn as nn
 
 from nasnb.checks import check_positive_int, short
 from nasnb.errors import InvalidTypeError, InvalidValueError
-from nasnb.spaces.base import Choice, SettingsEquality, as_rng, check_name, enumerate_choices
+from nasnb.spaces.base import Choice, SpaceValue, as_rng, check_name, enumerate_choices
 from nasnb.spaces.ops import NB201_OP_NAMES, ResNetBasicBlock, UnknownOpError, make_nb201_op
 
 Arch = tuple  # 6 op names, one per edge, in EDGES order
@@ -99,7 +99,7 @@ def _representatives(rule: str) -> dict:
     return first
 
 
-class NB201Space(SettingsEquality):
+class NB201Space(SpaceValue):
     """The 15,625 cells of NAS-Bench-201 and the moves a search makes on them (no settings)."""
 
     name = "nb201"

@@ -16,7 +16,7 @@ import numpy as np
 
 from nasnb.checks import check_int, short
 from nasnb.errors import InvalidTypeError, InvalidValueError
-from nasnb.spaces.base import Choice, SettingsEquality, as_rng, checked_len, enumerate_choices
+from nasnb.spaces.base import Choice, SpaceValue, as_rng, checked_len, enumerate_choices
 
 MAX_SETTING = 10_000  # length and options: a toy is for seconds-long demos, not 10**9 op names in memory
 
@@ -30,7 +30,7 @@ def _is_index(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-class ToySpace(SettingsEquality):
+class ToySpace(SpaceValue):
     """`options ** length` architectures; the best one is `target` (score 1.0)."""
 
     name = "toy"
