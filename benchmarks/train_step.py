@@ -7,7 +7,8 @@ One training step is what `nasnb.train.fit` does per batch: forward, cross-entro
 auxiliary head's when there is one), backward, gradient clipping, SGD with momentum. Each network
 is timed in both memory layouts, contiguous (NCHW) and channels_last (NHWC), alternating the two
 within one process (ABAB, then BABA) because these machines drift by tens of percent between runs
-(PERFORMANCE-NOTES.md): only the ratio measured side by side is trustworthy.
+(benchmarks/README.md, "Facts the code relies on", fact (a)): only the ratio measured side by side
+is trustworthy.
 
 Peak memory: on CUDA, `torch.cuda.max_memory_allocated` over two steps. On the CPU, the growth of
 the process's peak resident set (VmHWM in /proc/self/status) over two steps, after freed memory is
