@@ -28,7 +28,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
     },
     # A view draws a search's history: view(history, upto=t, ax=None) -> matplotlib Figure.
     "view": {
-        "progress": "nasnb.viz.search:plot_population",
+        "progress": "nasnb.viz.search:plot_progress",
         "population": "nasnb.viz.search:plot_population",
         "policy": "nasnb.viz.policy:plot_policy",
     },

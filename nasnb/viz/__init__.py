@@ -1,7 +1,7 @@
 """Pictures of NAS: pure data functions (tested) and the renderers that draw them.
 
 cells.py   the cell DAGs of a space, like the papers' figures (graphviz, or matplotlib without `dot`)
-search.py  what a search did: populations, best-so-far curves
+search.py  what a search did: progress (any search), populations, best-so-far curves
 policy.py  a REINFORCE controller's per-decision probabilities, entropy, reward and baseline
 
 Importing nasnb.viz loads neither matplotlib nor graphviz; each renderer imports what it draws with.
@@ -10,11 +10,13 @@ from nasnb.viz.cells import (
     CELL_TITLES, FALLBACK_COLOR, OP_COLORS, ROLE_COLORS, cell_data, cell_image, draw_cell, has_dot, op_color,
 )
 from nasnb.viz.policy import plot_policy, policy_data
-from nasnb.viz.search import best_so_far_data, plot_best_so_far, plot_population, population_data
+from nasnb.viz.search import (
+    best_so_far_data, plot_best_so_far, plot_population, plot_progress, population_data, progress_data,
+)
 
 __all__ = [
     "CELL_TITLES", "FALLBACK_COLOR", "OP_COLORS", "ROLE_COLORS",
     "cell_data", "cell_image", "draw_cell", "has_dot", "op_color",
-    "population_data", "plot_population", "best_so_far_data", "plot_best_so_far",
+    "progress_data", "plot_progress", "population_data", "plot_population", "best_so_far_data", "plot_best_so_far",
     "policy_data", "plot_policy",
 ]
