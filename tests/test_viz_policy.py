@@ -1,4 +1,5 @@
-"""The policy view: numbers replayed from a Reinforce history, checked by hand; the renderer draws them."""
+"""The policy view: numbers replayed from a Reinforce history, checked by hand and against the live
+search (failed trials included); the renderer is checked for what it drew."""
 import math
 
 import pytest
@@ -7,6 +8,35 @@ from nasnb.history import History, Trial
 from nasnb.spaces.toy import ToySpace
 from nasnb.strategies import RandomSearch, Reinforce
 from nasnb.viz import plot_policy, policy_data
+
+FAILED = "failed"
+
+
+class Flaky:
+    """ToySpace's score, except that every 3rd call raises and every 5th returns NaN (not both)."""
+
+    def __init__(self, space):
+        self.space, self.calls = space, 0
+
+    def __call__(self, arch):
+        self.calls += 1
+        if self.calls % 3 == 0:
+            raise RuntimeError(f"out of memory on call {self.calls}")
+        if self.calls % 5 == 0:
+            return {"val_accuracy": float("nan")}
+        return self.space.evaluate(arch)
+
+
+def policy_history(rewards, decay=0.5):
+    """A Reinforce-like history over one decision of two options; FAILED is a failed trial."""
+    trials = []
+    for k, reward in enumerate(rewards):
+        info = {"actions": [k % 2], "probs": [[0.25, 0.75]], "entropy": 0.5 + k / 100}
+        if reward == FAILED:
+            trials.append(Trial(k, "b", {}, info=info, state="failed", error="RuntimeError: boom"))
+        else:
+            trials.append(Trial(k, "b", {"val_accuracy": reward}, info=info))
+    return History(trials, meta={"baseline_decay": decay, "choices": [{"name": "op", "options": ["a", "b"]}]})
 
 
 @pytest.fixture(scope="module")
@@ -42,13 +72,41 @@ def test_policy_data_replays_the_last_policy_and_the_curves(search):
     assert search.baseline == pytest.approx(b)  # the replay ends where the live search is
 
 
+def test_a_failed_trial_has_no_reward_and_does_not_move_the_baseline():
+    data = policy_data(policy_history([0.2, FAILED, 0.6, 1.0], decay=0.5))
+    # b judges 0.2 by itself (the first reward), then b = .5*.2 + .5*.2 = .2; trial 1 failed: skipped;
+    # 0.6 is judged by .2, then b = .5*.2 + .5*.6 = .4; 1.0 is judged by .4, then b = .5*.4 + .5*1 = .7
+    assert data["rewards"] == [0.2, None, 0.6, 1.0]
+    assert data["baselines"][1] is None and data["advantages"][1] is None
+    assert [data["baselines"][k] for k in (0, 2, 3)] == pytest.approx([0.2, 0.2, 0.4])
+    assert [data["advantages"][k] for k in (0, 2, 3)] == pytest.approx([0.0, 0.4, 0.6])
+    assert data["baseline"] == pytest.approx(0.7) and data["failed"] == [1]
+    assert data["entropies"] == [0.5, 0.51, 0.52, 0.53]  # sampled before it failed: still shown
+    last_failed = policy_data(policy_history([0.2, 0.6, FAILED]), upto=3)
+    assert last_failed["trial"] == 2 and last_failed["decisions"][0]["action"] == 0  # its policy is shown
+    assert policy_data(policy_history([FAILED]))["baseline"] is None
+
+
+def test_replay_follows_the_live_baseline_through_failed_trials():
+    space = ToySpace(length=4, options=3)
+    search = Reinforce(space, Flaky(space), baseline_decay=0.8, seed=1)
+    live = []
+    search.subscribe(lambda record: live.append((search.baseline, record.state)))
+    search.run(20, progress=False)
+    assert search.history.count("failed") >= 6  # the replay really had failures to skip
+    for t in range(1, 21):
+        data = policy_data(search.history, upto=t)
+        assert data["baseline"] == pytest.approx(live[t - 1][0])
+        assert (data["rewards"][-1] is None) == (live[t - 1][1] == "failed")
+
+
 def test_upto_shows_the_search_as_it_was(search):
     data = policy_data(search.history, upto=3)
     assert data["trial"] == 2 and len(data["rewards"]) == 3
     assert [d["probs"] for d in data["decisions"]] == search.history[2].info["probs"]
     empty = policy_data(search.history, upto=0)
     assert empty["decisions"] == [] and empty["rewards"] == [] and empty["trial"] is None
-    with pytest.raises(ValueError, match="upto=13, but the history has 12 trials"):
+    with pytest.raises(ValueError, match="upto=13, but the history has 12 records"):
         policy_data(search.history, upto=13)
 
 
@@ -90,6 +148,21 @@ def test_plot_policy_draws_one_bar_per_option_and_outlines_the_sampled_one(searc
     with pytest.raises(ValueError, match="three Axes"):
         plot_policy(search.history, ax=axes[:2])
     assert plot_policy(search.history, upto=0) is not None  # before the first trial: an empty picture
+
+
+def test_plot_policy_shows_failed_trials_apart_and_the_baseline_only_where_it_judged():
+    history = policy_history([0.2, FAILED, 0.6, 1.0, FAILED], decay=0.5)
+    bars_ax, entropy_ax, reward_ax = plot_policy(history).axes[:3]
+    rewards, failed = reward_ax.collections
+    assert [tuple(map(float, p)) for p in rewards.get_offsets()] == [(0, 0.2), (2, 0.6), (3, 1.0)]
+    assert [float(x) for x, _ in failed.get_offsets()] == [1, 4] and failed.get_label() == "failed (2)"
+    assert failed.get_offset_transform() is reward_ax.get_xaxis_transform()  # along the bottom edge
+    (baseline,) = reward_ax.lines
+    assert list(baseline.get_xdata()) == [0, 2, 3] and list(baseline.get_ydata()) == pytest.approx([0.2, 0.2, 0.4])
+    assert list(entropy_ax.lines[0].get_ydata()) == [0.5, 0.51, 0.52, 0.53, 0.54]
+    assert "2 failed" in reward_ax.get_title()
+    assert [p.get_height() for p in bars_ax.patches] == [0.25, 0.75]
+    assert [t.get_text() for t in bars_ax.get_legend().get_texts()] == ["a", "b"]
 
 
 def test_policy_legend_covers_no_bar_and_reward_plot_has_none(search):

@@ -3,33 +3,43 @@
 `policy_data(history, upto)` reads only the History of a `Reinforce` search: every trial's `info`
 holds the probability vector of each decision the controller sampled from, the sampled actions and
 the path's entropy, and `history.meta` holds the decisions' names and options and the baseline's
-decay. The baseline is not stored per trial: the rule b ← decay · b + (1 − decay) · R is
-deterministic, so it is replayed from the rewards (Zoph & Le 2017, Section 3.2; the first reward
-starts the average). Pass `upto=t` to see the policy as it was when it sampled trial t − 1, as a
-history slider does. `plot_policy` only draws what `policy_data` returns.
+decay. The baseline is not stored per trial: it is replayed from the rewards with the strategy's
+own rule, `nasnb.strategies.reinforce.baseline_step` (b ← decay · b + (1 − decay) · R, the first
+reward starting the average; Zoph & Le 2017, Section 3.2). A failed or pruned trial has no reward:
+the controller never learnt from it, so the replay skips it too (its advantage is None), while its
+policy and entropy, which were sampled before it failed, are shown like any other's. Pass `upto=t`
+to see the policy as it was when it sampled record t − 1, as a history slider does. `plot_policy`
+only draws what `policy_data` returns.
 """
 from __future__ import annotations
 
 import math
 
-from nasnb.history import History
+from nasnb.errors import InvalidValueError
+from nasnb.history import History, Trial
+from nasnb.strategies.reinforce import baseline_step
 
 # Okabe & Ito colour-blind-safe palette, for options that are not op names (toy ops, input pairs).
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
-REWARD, BASELINE, ENTROPY = "#0072B2", "#D55E00", "#009E73"
+REWARD, BASELINE, ENTROPY, FAILED = "#0072B2", "#D55E00", "#009E73", "#CC0000"
+BOTTOM = 0.03  # failed trials sit this far up the reward axes (a fraction of its height): they have no reward
 
 
 # ============================================================================= data functions
 
 
-def replay_baselines(rewards: list, decay: float) -> list:
-    """The baseline each trial was judged against: b_0 = R_0, then b_t = decay·b_{t−1} + (1 − decay)·R_{t−1}."""
-    baselines, b = [], None
+def replay_baselines(rewards: list, decay: float) -> tuple[list, float | None]:
+    """(the baseline each reward was judged by, b after the last reward), by the strategy's rule
+    `baseline_step`. A missing reward (None: a failed trial) is skipped, as the strategy never sees
+    it: its baseline is None and b does not move."""
+    judged, b = [], None
     for reward in rewards:
-        b = reward if b is None else b
-        baselines.append(b)
-        b = decay * b + (1 - decay) * reward
-    return baselines
+        if reward is None:
+            judged.append(None)
+            continue
+        judged_by, b = baseline_step(b, reward, decay)
+        judged.append(judged_by)
+    return judged, b
 
 
 def entropy(probs) -> float:
@@ -38,32 +48,35 @@ def entropy(probs) -> float:
 
 
 def policy_data(history: History, upto: int | None = None, metric: str | None = None) -> dict:
-    """The controller's policy over the first `upto` trials (all by default).
+    """The controller's policy over the trials among the first `upto` records (all by default).
 
     Returns a dict:
-        decisions: per decision, {name, options, probs (the vector trial upto−1 was sampled from,
+        decisions: per decision, {name, options, probs (the vector the last trial was sampled from,
             conditional on the actions before it), action (the sampled option's index), entropy
-            (of probs, nats), uniform (1 / number of options)}; empty when upto is 0;
-        number, rewards, baselines (the b each trial's advantage used), advantages (R − b),
-            entropies (Σ_k H(π(· | a_<k)) along each sampled path): one entry per trial;
-        max_entropy: Σ_k log n_k, the entropy of the uniform policy; metric; baseline_decay; trial
-            (the number of the trial whose policy is shown, or None).
+            (of probs, nats), uniform (1 / number of options)}; empty before the first trial;
+        number, rewards (None for a failed or pruned trial), baselines (the b each reward was judged
+            by; None without a reward), advantages (R − b, None without a reward), entropies
+            (Σ_k H(π(· | a_<k)) along each sampled path): one entry per trial;
+        baseline: b after these trials (what the live search holds then; None before a reward);
+        failed: the numbers of trials without a reward; max_entropy: Σ_k log n_k, the entropy of the
+        uniform policy; metric; baseline_decay; trial (the number of the trial whose policy is
+        shown, or None).
     """
     metric = metric or history.metric
     n = len(history) if upto is None else upto
     if not 0 <= n <= len(history):
-        raise ValueError(f"upto={upto}, but the history has {len(history)} trials; use 0..{len(history)}")
+        raise InvalidValueError(f"upto={upto}, but the history has {len(history)} records; use 0..{len(history)}")
     if "baseline_decay" not in history.meta:
-        raise ValueError("this history has no controller policy (no 'baseline_decay' in history.meta): "
+        raise InvalidValueError("this history has no controller policy (no 'baseline_decay' in history.meta): "
                          "policy_data reads the history of a Reinforce search")
-    trials = history[:n]
+    trials = [r for r in history[:n] if isinstance(r, Trial)]
     for t in trials:
         if not {"actions", "probs", "entropy"} <= set(t.info):
-            raise ValueError(f"trial {t.number} has no policy in its info (keys {sorted(t.info)}); "
+            raise InvalidValueError(f"trial {t.number} has no policy in its info (keys {sorted(t.info)}); "
                              "policy_data reads the history of a Reinforce search")
     decay = history.meta["baseline_decay"]
-    rewards = [t.value(metric) for t in trials]
-    baselines = replay_baselines(rewards, decay)
+    rewards = [t.score(metric) for t in trials]  # what observe() was given; None: it never saw the trial
+    baselines, baseline = replay_baselines(rewards, decay)
 
     decisions = []
     if trials:
@@ -80,12 +93,14 @@ def policy_data(history: History, upto: int | None = None, metric: str | None = 
     return {
         "metric": metric,
         "baseline_decay": decay,
-        "trial": n - 1 if n else None,
+        "trial": trials[-1].number if trials else None,
         "decisions": decisions,
-        "number": list(range(n)),
+        "number": [t.number for t in trials],
         "rewards": rewards,
         "baselines": baselines,
-        "advantages": [r - b for r, b in zip(rewards, baselines)],
+        "advantages": [None if r is None else r - b for r, b in zip(rewards, baselines)],
+        "baseline": baseline,
+        "failed": [t.number for t, r in zip(trials, rewards) if r is None],
         "entropies": [float(t.info["entropy"]) for t in trials],
         "max_entropy": sum(math.log(k) for k in sizes),
     }
@@ -119,7 +134,7 @@ def plot_policy(history: History, upto: int | None = None, ax=None, metric: str 
     else:
         axes = list(ax)
         if len(axes) != 3:
-            raise ValueError(f"pass ax as one Axes (bars only) or three Axes (bars, entropy, reward), got {len(axes)}")
+            raise InvalidValueError(f"pass ax as one Axes (bars only) or three Axes (bars, entropy, reward), got {len(axes)}")
     _draw_bars(data, axes[0])
     if len(axes) == 3:
         _draw_entropy(data, axes[1])
@@ -205,12 +220,23 @@ def _draw_entropy(data: dict, ax) -> None:
 
 
 def _draw_rewards(data: dict, ax) -> None:
-    ax.scatter(data["number"], data["rewards"], s=12, color=REWARD, label=f"reward R ({data['metric']})")
-    ax.plot(data["number"], data["baselines"], color=BASELINE, lw=1.5,
+    rewarded = [k for k, r in enumerate(data["rewards"]) if r is not None]
+    ax.scatter([data["number"][k] for k in rewarded], [data["rewards"][k] for k in rewarded], s=12, color=REWARD,
+               label=f"reward R ({data['metric']})")
+    ax.plot([data["number"][k] for k in rewarded], [data["baselines"][k] for k in rewarded], color=BASELINE, lw=1.5,
             label=f"baseline b (decay {data['baseline_decay']})")
+    failed = data["failed"]
+    if failed:  # no reward: a red x along the bottom, the baseline line passes them by
+        ax.scatter(failed, [BOTTOM] * len(failed), transform=ax.get_xaxis_transform(), marker="x", s=20,
+                   color=FAILED, linewidths=1.2, label=f"failed ({len(failed)})", clip_on=False)
     # The title is the legend: rewards are spread over the whole axes, a legend box would hide some.
     ax.set(xlabel="trial", ylabel=data["metric"])
-    ax.set_title("reward R (dots), baseline b (line)", fontsize="medium")
+    ax.set_title("reward R (dots), baseline b (line)" + (f", {len(failed)} failed (x)" if failed else ""),
+                 fontsize="medium")
+    if not rewarded:
+        ax.set(ylim=(0, 1))  # nothing to show yet: plain axes rather than matplotlib's ±0.05
     if not data["number"]:
-        ax.set(xlim=(0, 1), ylim=(0, 1))  # nothing to show yet: plain axes rather than matplotlib's ±0.05
+        ax.set(xlim=(0, 1))
+    elif failed:  # points in axes coordinates do not widen the x range
+        ax.set(xlim=(min(data["number"]) - 0.5, max(data["number"]) + 0.5))
     ax.xaxis.get_major_locator().set_params(integer=True)
