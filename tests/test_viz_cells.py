@@ -143,7 +143,12 @@ def test_edges_carry_their_op_colour_and_unknown_ops_fall_back_to_grey(darts):
 
     (cell,) = viz.cell_data(ToySpace(), "warp_conv_9x9")["cells"]
     assert cell["name"] is None and cell["edges"][0]["color"] == viz.FALLBACK_COLOR
-    assert viz.draw_cell(ToySpace(), "warp_conv_9x9", backend="matplotlib") is not None
+    from matplotlib.colors import to_hex
+
+    (ax,) = viz.draw_cell(ToySpace(), "warp_conv_9x9", backend="matplotlib").axes
+    (arrow,) = [p for p in ax.patches if type(p).__name__ == "FancyArrowPatch"]
+    assert to_hex(arrow.get_edgecolor()) == viz.FALLBACK_COLOR.lower()  # drawn grey, not skipped
+    assert sorted(t.get_text() for t in ax.texts) == ["in", "out", "warp_conv_9x9"]
 
 
 def test_a_cycle_is_reported():
@@ -239,9 +244,17 @@ def test_auto_falls_back_to_matplotlib_without_dot(nb201, darts, monkeypatch):
 
     monkeypatch.setattr(shutil, "which", lambda name: None)  # a machine without graphviz
     assert not viz.has_dot()
-    assert isinstance(viz.draw_cell(nb201, nb201_arch(nb201, NB201_EXAMPLE)), Figure)
+    fig = viz.draw_cell(nb201, nb201_arch(nb201, NB201_EXAMPLE))
+    assert isinstance(fig, Figure)
+    (ax,) = fig.axes
+    assert len(ax.patches) == 4 + 6  # 4 node boxes, one arrow per edge
+    assert {op: n for op, n in Counter(t.get_text() for t in ax.texts).items() if op in NB201_OPS} == \
+        dict(Counter(NB201_EXAMPLE))
     fig = viz.draw_cell(darts, darts.GENOTYPES["NASNet"])
-    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    assert isinstance(fig, Figure) and [ax.get_title() for ax in fig.axes] == ["normal cell", "reduction cell"]
+    # NASNet-A: 2 inputs, 5 nodes, 1 output; 10 op edges per cell; the normal cell concatenates all 5
+    # nodes, the reduction cell only the 3 that no other node reads (DARTS' reduce_concat=[4, 5, 6])
+    assert [len(ax.patches) for ax in fig.axes] == [8 + 10 + 5, 8 + 10 + 3]
     assert viz.cell_image(darts, darts.GENOTYPES["DARTS_V2"], format="png")[:8] == PNG_SIGNATURE
     svg_root(viz.cell_image(nb201, nb201_arch(nb201, NB201_EXAMPLE), format="svg"))
     with pytest.raises(RuntimeError, match=r"apt-get install graphviz.*backend='matplotlib'"):
@@ -254,7 +267,12 @@ def test_drawing_into_given_axes(nb201, darts):
     fig = Figure()
     ax_a, ax_b = fig.subplots(1, 2)
     assert viz.draw_cell(nb201, nb201_arch(nb201, NB201_EXAMPLE), ax=ax_a) is fig
+    assert len(ax_a.patches) == 4 + 6 and len(ax_b.patches) == 0  # drawn where it was told, nowhere else
+    fig = Figure()
+    ax_a, ax_b = fig.subplots(1, 2)
     assert viz.draw_cell(darts, darts.GENOTYPES["DARTS_V2"], ax=(ax_a, ax_b)) is fig
+    assert [ax.get_title() for ax in (ax_a, ax_b)] == ["normal cell", "reduction cell"]
+    assert len(ax_a.patches) == len(ax_b.patches) == 7 + 12 and len(fig.axes) == 2
     with pytest.raises(ValueError, match="2 cells.*sequence of 2 Axes"):
         viz.draw_cell(darts, darts.GENOTYPES["DARTS_V2"], ax=ax_a)
     with pytest.raises(ValueError, match="backend='matplotlib'"):
