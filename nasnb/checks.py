@@ -22,7 +22,10 @@ ECHO_LIMIT = 80  # characters of a bad value repeated back in an error message
 
 def short(value: Any, limit: int = ECHO_LIMIT) -> str:
     """repr(value), cut to `limit` characters: an error message never echoes a megabyte back."""
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long for Python to print (over 4,300 digits)
+        return f"<an int of {int(value.bit_length() * 0.30103) + 1} digits>"
     return text if len(text) <= limit else f"{text[:limit - 15]}...<{len(text)} chars>"
 
 
@@ -41,7 +44,7 @@ def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int
         raise InvalidTypeError(f"{wanted}, got {short(value)} ({type(value).__name__}); e.g. {name}={example}")
     value = int(value)
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        raise InvalidValueError(f"{wanted}, got {value}; e.g. {name}={example}")
+        raise InvalidValueError(f"{wanted}, got {short(value)}; e.g. {name}={example}")
     return value
 
 

@@ -1,6 +1,7 @@
 """Search spaces: the sets of architectures a search explores."""
-from nasnb.spaces.base import Choice, SearchSpace, as_rng
+from nasnb.spaces.base import BuildableSpace, Choice, EnumerableSpace, SearchSpace, as_rng
 from nasnb.spaces.nb201 import NB201Space
 from nasnb.spaces.darts import DartsSpace, Genotype, GENOTYPES
 
-__all__ = ["Choice", "SearchSpace", "as_rng", "NB201Space", "DartsSpace", "Genotype", "GENOTYPES"]
+__all__ = ["Choice", "SearchSpace", "BuildableSpace", "EnumerableSpace", "as_rng", "NB201Space", "DartsSpace",
+           "Genotype", "GENOTYPES"]
