@@ -20,7 +20,8 @@ from nasnb.spaces.toy import ToySpace
 from nasnb.strategies import RandomSearch, RegularizedEvolution, Reinforce
 
 TRIALS = 24
-KILL_EXAMPLES = 120  # kill points tried per test run (recorded in benchmarks/README.md)
+# Kill points tried per test run (recorded in benchmarks/README.md); NASNB_KILL_POINTS=2000 tries more.
+KILL_EXAMPLES = int(os.environ.get("NASNB_KILL_POINTS", "120"))
 SPACE = ToySpace(length=5, options=3)
 MAKERS = {
     "random": lambda: RandomSearch(SPACE, flaky, seed=2),
