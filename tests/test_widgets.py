@@ -1,4 +1,6 @@
 """The Dashboard, driven from the kernel side (no browser): `button.click()` runs the callback."""
+import html
+import re
 import struct
 import subprocess
 import sys
@@ -7,12 +9,14 @@ import time
 
 import pytest
 
-pytest.importorskip("ipywidgets")
-
 import nasnb.strategies as strategies
+from nasnb import registry
+from nasnb.history import Step
 from nasnb.spaces.toy import ToySpace
-from nasnb.strategies import RandomSearch
-from nasnb.widgets import Dashboard, PlotPanel, figure_png, make_panel
+from nasnb.strategies import RandomSearch, Search
+from nasnb.viz import plot_progress
+from nasnb.widgets import PANELS, Dashboard, PlotPanel, figure_png, make_panel
+from nasnb.widgets.panels import one_axes, policy_axes
 
 SPACE = ToySpace(length=4, options=3)
 
@@ -46,6 +50,32 @@ def failing_after(n_ok):
     return evaluate
 
 
+def failing_every(k):
+    """An evaluator whose calls k, 2k, 3k, ... raise; the others score as ToySpace does."""
+    calls = []
+
+    def evaluate(arch):
+        calls.append(arch)
+        if len(calls) % k == 0:
+            raise ValueError(f"boom: evaluator failed on call {len(calls)}")
+        return SPACE.evaluate(arch)
+    return evaluate
+
+
+class OneShot(Search):
+    """A one-shot search in miniature: every step records a Step (a training curve), not a trial;
+    with `derive`, every step also names the architecture it derives."""
+
+    def __init__(self, space, derive=False, **kwargs):
+        super().__init__(space, **kwargs)
+        self.derive = derive
+
+    def step(self):
+        k = len(self.history)
+        arch = self.space.format(self.space.sample(self.rng)) if self.derive else None
+        return self._record(Step(k, {"val_accuracy": 0.1 * k, "train_loss": 2.0 / (k + 1)}, 0.001, {}, arch=arch))
+
+
 def shows(dash, upto, total, timeout=5.0) -> bool:
     """Wait until the dashboard shows step `upto` of `total` (redraws of runs elsewhere are coalesced)."""
     deadline = time.time() + timeout
@@ -63,6 +93,22 @@ def test_panels_are_the_ones_the_strategy_asks_for():
     assert tuple(chosen.panels) == ("cell",)
     with pytest.raises(KeyError, match="choose from"):
         make_panel("histogram")
+
+
+def test_plot_panels_are_the_registry_views(monkeypatch):
+    assert list(PANELS) == ["cell", "policy", "population", "progress"]
+    for name in ("population", "progress", "policy"):
+        panel = make_panel(name)
+        assert isinstance(panel, PlotPanel) and panel.title == name
+        assert panel.resolve() is registry.get("view", name)
+    assert make_panel("progress").resolve() is plot_progress
+    assert make_panel("policy").axes is policy_axes and make_panel("policy").figsize == (7, 5.5)
+    assert make_panel("population").axes is one_axes and make_panel("population").figsize == (7, 4)
+    monkeypatch.setitem(registry.REGISTRIES["view"], "my-progress", "nasnb.viz.search:plot_progress")
+    assert "my-progress" in PANELS and make_panel("my-progress").resolve() is plot_progress
+    dash = Dashboard(RandomSearch(SPACE, SPACE.evaluate, seed=0), panels=["my-progress"])
+    dash.step_button.click()
+    assert bytes(dash.panels["my-progress"].image.value)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_dashboard_displays_as_a_widget(monkeypatch):
@@ -159,22 +205,88 @@ def test_reset_empties_the_history_and_replays_trial_zero():
     assert snapshot(dash) == first_view
 
 
-def test_an_error_inside_a_step_is_shown_and_stops_playing():
-    search = RandomSearch(SPACE, failing_after(2), seed=0)
+def test_an_evaluator_error_is_a_failed_trial_in_the_panels_and_play_goes_on():
+    search = RandomSearch(SPACE, failing_every(3), seed=0)
+    dash = Dashboard(search)
+    dash.play()
+    deadline = time.monotonic() + 30
+    while len(search.history) < 7 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert dash.playing, "an evaluator error stopped playing"
+    dash.pause()
+    assert dash.wait(timeout=20) and dash.error_text == ""
+    assert [t.state for t in search.history[:6]] == ["complete", "complete", "failed"] * 2
+    dash.show_step(3)  # trial 2 (call 3) failed
+    cell = dash.panels["cell"]
+    assert "failed: ValueError: boom: evaluator failed on call 3" in cell.candidate_caption.value
+    assert "val_accuracy" not in cell.candidate_caption.value and search.history[2].arch in cell.candidate_caption.value
+    first, second = (t.value("val_accuracy") for t in search.history[:2])
+    assert f"(trial {0 if first >= second else 1})" in dash.status.value  # the best of the complete ones
+    assert "1 failed" in dash.status.value
+    dash.show_step(6)
+    assert "2 failed" in dash.status.value
+    before = len(search.history)
+    while len(search.history) % 3 != 2:  # the next call fails
+        dash.step_button.click()
+    trial = dash.step()  # from code too, a failed evaluation is a trial, not an error
+    assert trial.state == "failed" and dash.error_text == "" and len(search.history) > before
+
+
+def test_a_long_error_is_shortened_under_the_cell():
+    def evaluate(arch):
+        raise RuntimeError("CUDA out of memory. " + "Tried to allocate 20.00 MiB. " * 30)
+
+    dash = Dashboard(RandomSearch(SPACE, evaluate, seed=0), panels=["cell"])
+    dash.step_button.click()
+    caption = dash.panels["cell"].candidate_caption.value
+    shown = caption.split("failed: ", 1)[1].split("</span>")[0]
+    assert shown.startswith("RuntimeError: CUDA out of memory.") and shown.endswith("…") and len(shown) <= 160
+    assert caption.count("Tried to allocate 20.00 MiB.") >= 30  # the whole text stays in the tooltip
+
+
+class BrokenAfter(RandomSearch):
+    """A strategy whose own propose() raises after `n_ok` proposals (a bug of the strategy)."""
+
+    def __init__(self, *args, n_ok=2, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.n_ok = n_ok
+
+    def propose(self):
+        if len(self.history) >= self.n_ok:
+            raise ZeroDivisionError(f"strategy bug at trial {len(self.history)}")
+        return super().propose()
+
+
+def test_an_error_of_the_strategy_is_shown_and_stops_playing():
+    search = BrokenAfter(SPACE, SPACE.evaluate, seed=0)
     dash = Dashboard(search, panels=["cell"])
     dash.play()
     assert dash.wait(timeout=20)
     assert len(search.history) == 2 and not dash.play_button.value and not dash.step_button.disabled
-    assert "boom: evaluator failed on call 3" in dash.error_text and "Traceback" in dash.error_text
+    assert "strategy bug at trial 2" in dash.error_text and "Traceback" in dash.error_text
     dash.clear_error()
     dash.step_button.click()  # a click cannot raise into the browser: the error is shown instead
-    assert "boom: evaluator failed on call 4" in dash.error_text
-    with pytest.raises(ValueError, match="call 5"):
+    assert "strategy bug at trial 2" in dash.error_text
+    with pytest.raises(ZeroDivisionError, match="trial 2"):
         dash.step()  # from code, the error is shown *and* raised
 
 
+def test_play_stops_where_run_stops_after_too_many_failures_in_a_row():
+    from nasnb.errors import EvaluationError
+
+    search = RandomSearch(SPACE, failing_after(2), seed=0)
+    dash = Dashboard(search, panels=["cell"])
+    dash.play()
+    assert dash.wait(timeout=30)
+    # run()'s rule (max_failures=10 in a row), not a copy of it in the dashboard
+    assert len(search.history) == 12 and search.history.count("failed") == 10
+    assert EvaluationError.__name__ in dash.error_text and "boom: evaluator failed on call 12" in dash.error_text
+    assert not dash.play_button.value and "10 failed" in dash.status.value
+
+
 class TextOnlySpace:
-    """A space with no drawing (no to_graph): the cell panel must fall back to text."""
+    """A space with no drawing (no to_graph): the cell panel must fall back to text. A search needs
+    sample, format and parse (parse reads proposals back from a checkpoint)."""
 
     name = "text-only"
 
@@ -184,15 +296,43 @@ class TextOnlySpace:
     def format(self, arch):
         return SPACE.format(arch)
 
+    def parse(self, text):
+        return SPACE.parse(text)
+
 
 def test_space_without_drawings_gets_text_captions():
     search = RandomSearch(TextOnlySpace(), SPACE.evaluate, seed=0)
     dash = Dashboard(search)
     dash.step_button.click()
     cell = dash.panels["cell"]
-    assert cell.candidate_image.layout.display == "none"
+    assert cell.candidate_image.layout.display == "none" and bytes(cell.candidate_image.value) == b""
     assert search.history[0].arch in cell.candidate_caption.value
+    assert f"val_accuracy {search.history[0].value('val_accuracy'):.4g}" in cell.candidate_caption.value
     assert dash.error_text == ""
+
+
+def test_a_search_of_steps_has_a_dashboard():
+    search = OneShot(SPACE, seed=0)
+    dash = Dashboard(search, panels=["cell", "progress"])
+    assert tuple(Dashboard(OneShot(SPACE, seed=0)).panels) == Search.panels == ("progress",)
+    views = []
+    for _ in range(3):
+        dash.step_button.click()
+        views.append(bytes(dash.panels["progress"].image.value))
+    assert dash.error_text == "" and len(set(views)) == 3 and views[0][:8] == b"\x89PNG\r\n\x1a\n"
+    assert "step 3 of 3" in dash.status.value and "best" not in dash.status.value  # no trial, no best
+    cell = dash.panels["cell"]
+    assert cell.candidate_image.layout.display == "none" and "(step 2)" in cell.candidate_title.value
+    assert "val_accuracy 0.2" in cell.candidate_caption.value and "train_loss 0.6667" in cell.candidate_caption.value
+    line = next(line for line in plot_progress(search.history).axes[0].lines if line.get_label() == "steps (3)")
+    assert list(line.get_ydata()) == pytest.approx([0.0, 0.1, 0.2])  # each Step's metric
+    dash.show_step(1)
+    assert bytes(dash.panels["progress"].image.value) == views[0]
+    derived = OneShot(SPACE, derive=True, seed=0)
+    dash = Dashboard(derived, panels=["cell"])
+    dash.step_button.click()
+    assert bytes(dash.panels["cell"].candidate_image.value)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert derived.history[0].arch in dash.panels["cell"].candidate_caption.value
 
 
 def test_custom_plot_panel_and_figure_png():
@@ -216,20 +356,18 @@ def test_custom_plot_panel_and_figure_png():
 
 @pytest.mark.parametrize("name", ["RegularizedEvolution", "Reinforce"])
 def test_dashboard_for_learning_strategies(name):
-    cls = getattr(strategies, name, None)
-    if cls is None:
-        pytest.skip(f"{name} is not written yet")
+    cls = getattr(strategies, name)
     options = {"population_size": 3, "sample_size": 2} if name == "RegularizedEvolution" else {}
-    search = cls(SPACE, SPACE.evaluate, seed=0, **options)
+    search = cls(SPACE, failing_every(3), seed=0, **options)  # trials 2 and 5 fail
     dash = Dashboard(search)
     assert tuple(dash.panels) == cls.panels and cls.panels[1] in ("population", "policy")
     plot = dash.panels[cls.panels[1]]
     views = []
-    for _ in range(5):
+    for _ in range(6):
         dash.step_button.click()
         views.append(bytes(plot.image.value))
-    assert dash.error_text == "" and len(search.history) == 5
-    assert len(set(views)) == 5  # every step changes the picture
+    assert dash.error_text == "" and len(search.history) == 6 and "2 failed" in dash.status.value
+    assert len(set(views)) == 6  # every step changes the picture, a failed one too
     dash.show_step(2)
     assert bytes(plot.image.value) == views[1]
 
@@ -262,6 +400,63 @@ def test_a_fast_run_elsewhere_is_drawn_coalesced_and_ends_on_the_last_trial():
     dash.step_button.click()  # the dashboard's own steps are still drawn one by one
     assert dash.history_slider.value == 301
     dash.close()
+
+
+def test_a_slow_redraw_runs_on_a_timer_and_never_holds_the_search_up():
+    """A redraw slower than REDRAW_INTERVAL used to run in the searching thread and, since the interval
+    was counted from its start, straight after the previous one: every trial of the run was drawn."""
+    threads = []
+
+    def slow_plot(history, upto=None, ax=None):
+        threads.append(threading.get_ident())
+        time.sleep(0.6)  # longer than REDRAW_INTERVAL, as on a busy machine
+        return plot_progress(history, upto=upto, ax=ax)
+
+    panel = PlotPanel(slow_plot, title="slow", figsize=(3, 2))
+    search = RandomSearch(SPACE, SPACE.evaluate, seed=0)
+    dash = Dashboard(search, panels=[panel])
+    search.run(300, progress=False)
+    assert threading.get_ident() not in threads, "the search's own thread waited for a redraw"
+    assert shows(dash, 300, 300, timeout=15)
+    assert panel.draws < 10, f"{panel.draws} redraws of one fast run"
+    dash.close()
+
+
+def visible(caption: str) -> str:
+    """The text a caption shows: tags dropped (a line break as ' | '), entities decoded."""
+    return html.unescape(re.sub(r"<[^>]+>", "", caption.replace("<br>", " | ")))
+
+
+class Shown:
+    """What a CellPanel reads of a search: its space, metric and history."""
+
+    def __init__(self, history):
+        self.space, self.metric, self.history = SPACE, "val_accuracy", history
+
+
+def test_cell_panel_caption_for_each_record_kind():
+    from nasnb.history import History, Trial
+
+    history = History([
+        Trial(0, "op0-op1-op2-op0", {"val_accuracy": 0.5, "params": 1200}),
+        Trial(1, "op1-op1-op1-op1", {"val_accuracy": float("nan")}, state="failed",
+              error="the evaluator returned nan for the metric 'val_accuracy'\nsecond line"),
+        Trial(2, "op2-op2-op2-op2", {"val_accuracy": 0.9}, state="pruned"),
+        Step(3, {"val_accuracy": 0.25}),
+    ])
+    panel = make_panel("cell")
+    captions = []
+    for upto in range(1, 5):
+        panel.update(Shown(history), upto)
+        captions.append(panel.candidate_caption.value)
+    assert visible(captions[0]) == "op0-op1-op2-op0 | val_accuracy 0.5 · params 1,200"
+    # the error's first line instead of the metrics; the whole error in the tooltip
+    assert visible(captions[1]) == "op1-op1-op1-op1 | failed: the evaluator returned nan for the metric 'val_accuracy'"
+    assert "second line" in html.unescape(captions[1])
+    assert visible(captions[2]) == "op2-op2-op2-op2 | pruned · val_accuracy 0.9"
+    assert visible(captions[3]) == "val_accuracy 0.25"  # no arch: the caption only
+    assert panel.candidate_image.layout.display == "none" and "(step 3)" in panel.candidate_title.value
+    assert "(trial 0)" in panel.best_title.value  # pruned 0.9 and failed are never the best
 
 
 def png_of_size(width, height) -> bytes:

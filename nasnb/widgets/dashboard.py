@@ -1,16 +1,20 @@
 """Dashboard: step, play, pause, reset and scrub through a search, and watch its panels follow.
 
-The dashboard only observes. It calls the strategy's public API (`step()`, `reset()`,
-`subscribe()`, `history`, `best()`, `space`) and draws what `nasnb.viz` computes from the history;
-the search runs the same with or without it. Everything a panel shows is a function of
+The dashboard only observes. It calls the search's public API (`step()`, `run()`, `reset()`,
+`subscribe()`, `history`, `space`) and draws what `nasnb.viz` computes from the history; the search
+runs the same with or without it. Everything a panel shows is a function of
 `search.history`, so the same views exist headless (`nasnb.viz.plot_population(history, upto=t)`
 and friends return matplotlib Figures).
 
 Play runs steps on a background daemon thread, so the kernel stays free: other cells run, the
 history slider responds, and Pause takes effect after the step in progress (a step is never cut
-in half, so the history stays consistent). The dashboard also subscribes to the search, so
-`search.run(50)` in another cell moves it too (redrawn at most twice a second, so a fast run is not
-slowed down to drawing speed; the last trial is always drawn).
+in half, so the history stays consistent). An evaluator that fails makes a failed trial, which the
+panels show, and play goes on; an error of the search itself (a strategy that raises, or the
+search's own stop after too many failed trials in a row, which Play gets by stepping with
+`search.run(len(history) + 1)`) is shown below the panels and stops playing. The dashboard also
+subscribes to the search, so `search.run(50)` in another cell moves it too: redrawn on a timer
+thread at most twice a second, so a fast run is neither blocked by drawing nor slowed down to
+drawing speed, and the last record is always drawn.
 
 Core ipywidgets only (no front-end extension), so it works in JupyterLab, Notebook 7, VS Code and
 Colab:
@@ -27,6 +31,8 @@ import traceback
 
 import ipywidgets as widgets
 
+from nasnb.errors import InvalidValueError
+from nasnb.history import Trial
 from nasnb.widgets.panels import Panel, make_panel
 
 
@@ -62,8 +68,9 @@ class Dashboard(widgets.VBox):
         self._stop = threading.Event()
         self._stop.set()
         self._own_step = threading.local()  # .active: True while Step or Play is stepping the search
-        self._last_draw = 0.0  # time.perf_counter() of the last redraw caused by a trial
+        self._last_draw = 0.0  # time.perf_counter() at the end of the last redraw that followed the search
         self._timer: threading.Timer | None = None  # a pending coalesced redraw
+        self._timer_lock = threading.Lock()  # the search's thread and the timer's both set _timer
 
         self.step_button.on_click(lambda _: self._click(self.step))
         self.reset_button.on_click(lambda _: self._click(self.reset))
@@ -93,7 +100,8 @@ class Dashboard(widgets.VBox):
         return self._thread is not None and self._thread.is_alive()
 
     def step(self):
-        """One `search.step()`; the panels follow through the subscription. Returns the Trial."""
+        """One `search.step()`; the panels follow through the subscription. Returns its record (a
+        failed evaluation is a failed Trial, not an error)."""
         if self.playing:
             raise RuntimeError("the dashboard is playing; pause() (and wait()) before stepping by hand")
         self.clear_error()
@@ -103,9 +111,15 @@ class Dashboard(widgets.VBox):
             self.show_error(error)
             raise
 
-    def _step_search(self):
+    def _step_search(self, stop_on_failures: bool = False):
+        """One step, drawn. stop_on_failures: step through `search.run`, which raises (e.g. an
+        EvaluationError after too many failed trials in a row) where the search's own loop would
+        stop: the rule stays the search's."""
         self._own_step.active = True  # every step the dashboard takes itself is drawn
         try:
+            if stop_on_failures:
+                self.search.run(len(self.search.history) + 1, progress=False)
+                return self.search.history[-1]
             return self.search.step()
         finally:
             self._own_step.active = False
@@ -123,7 +137,8 @@ class Dashboard(widgets.VBox):
         self.show_step(0)
 
     def play(self) -> None:
-        """Run steps on a background thread until pause() (or an error)."""
+        """Run steps on a background thread until pause() (or an error of the search: see the module
+        docstring)."""
         self.play_button.value = True
 
     def pause(self) -> None:
@@ -159,7 +174,7 @@ class Dashboard(widgets.VBox):
     def _play_loop(self, stop: threading.Event) -> None:
         try:
             while not stop.is_set():
-                self._step_search()
+                self._step_search(stop_on_failures=True)
                 if stop.wait(self.speed.value):  # sleeps `delay`, but wakes at once on pause
                     break
         except Exception as error:
@@ -177,10 +192,10 @@ class Dashboard(widgets.VBox):
     # ---------------------------------------------------------------- showing a step
 
     def show_step(self, upto: int) -> None:
-        """Show the search as it was after `upto` trials (0 .. len(history)) in every panel."""
+        """Show the search as it was after `upto` records (0 .. len(history)) in every panel."""
         n = len(self.search.history)
         if not 0 <= upto <= n:
-            raise ValueError(f"step {upto} is outside the history: choose 0 .. {n} (the number of trials shown)")
+            raise InvalidValueError(f"step {upto} is outside the history: choose 0 .. {n} (the number of records shown)")
         with self._lock:
             self._syncing = True
             try:
@@ -202,32 +217,48 @@ class Dashboard(widgets.VBox):
             except Exception as error:
                 self.show_error(error)
 
-    # Trials that come from elsewhere (`search.run(500)` in another cell) are drawn at most every
-    # REDRAW_INTERVAL seconds, so an open dashboard cannot slow a fast run down to its drawing speed;
-    # a timer draws the last one. Steps taken with Step or Play are always drawn, one by one.
+    # Records that come from elsewhere (`search.run(500)` in another cell) are drawn by a timer thread,
+    # never in the thread that runs the search, at most every REDRAW_INTERVAL seconds counted from the
+    # end of the last redraw: an open dashboard cannot slow a fast run down to its drawing speed, even
+    # when one redraw takes longer than the interval. Steps taken with Step or Play are always drawn,
+    # one by one.
     REDRAW_INTERVAL = 0.5
 
-    def _on_trial(self, trial) -> None:
-        """Called by the search after every trial, in the thread that stepped it."""
-        wait = self._last_draw + self.REDRAW_INTERVAL - time.perf_counter()
-        if getattr(self._own_step, "active", False) or wait <= 0:
+    def _on_trial(self, record) -> None:
+        """Called by the search after every step, in the thread that stepped it."""
+        if getattr(self._own_step, "active", False):
             self._follow_trials()
-        elif self._timer is None:
-            self._timer = threading.Timer(wait, self._follow_trials)
-            self._timer.daemon = True
-            self._timer.start()
+            return
+        with self._timer_lock:
+            if self._timer is None:  # else a redraw is on its way, and it draws the newest record
+                self._start_timer(self._last_draw + self.REDRAW_INTERVAL - time.perf_counter())
+
+    def _start_timer(self, wait: float) -> None:
+        self._timer = threading.Timer(max(0.0, wait), self._follow_later)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _follow_later(self) -> None:
+        with self._lock:  # waits for a redraw in progress to end
+            with self._timer_lock:
+                self._timer = None  # from now on a new record schedules the next redraw: none is missed
+                wait = self._last_draw + self.REDRAW_INTERVAL - time.perf_counter()
+                if wait > 0:  # a redraw ended while this timer waited: keep the interval
+                    self._start_timer(wait)
+                    return
+            self._follow_trials()
 
     def _follow_trials(self) -> None:
         try:
             with self._lock:
-                self._timer = None
-                self._last_draw = time.perf_counter()
                 at_end = self.history_slider.value == self.history_slider.max
                 n = len(self.search.history)
                 self.show_step(n if at_end else min(self.history_slider.value, n))
         except Exception as error:  # a drawing bug must not break the search: show it, stop playing
             self.show_error(error)
             self._stop.set()
+        finally:
+            self._last_draw = time.perf_counter()
 
     def _draw(self, upto: int) -> None:
         for panel in self.panels.values():
@@ -236,12 +267,17 @@ class Dashboard(widgets.VBox):
 
     def _status_text(self, upto: int) -> str:
         history, metric = self.search.history, self.search.metric
-        parts = [f"trial {upto} of {len(history)}"]
-        best = history.best(upto=upto)
+        shown = history[:upto]
+        kind = "step" if shown and not isinstance(shown[-1], Trial) else "trial"
+        parts = [f"{kind} {upto} of {len(history)}"]
+        failed = sum(isinstance(r, Trial) and r.state == "failed" for r in shown)
+        if failed:
+            parts.append(f"<span style='color: #CC0000'>{failed} failed</span>")
+        best = history.best(upto=upto)  # complete trials only
         if best is not None:
-            parts.append(f"best {metric} {best.value(metric):.4g} (trial {best.number})")
+            parts.append(f"best {html.escape(metric)} {best.value(metric):.4g} (trial {best.number})")
         if upto > 0:
-            parts.append(f"step {history[upto - 1].seconds:.3g} s")
+            parts.append(f"step {shown[-1].seconds:.3g} s")
         drawn = sum(p.last_seconds for p in self.panels.values())
         parts.append(f"redraw {1000 * drawn:.0f} ms")
         return " &nbsp;·&nbsp; ".join(parts)
@@ -265,7 +301,8 @@ class Dashboard(widgets.VBox):
     def close(self) -> None:
         """Stop playing, stop listening to the search, and close the widgets."""
         self._stop.set()
-        if self._timer is not None:
-            self._timer.cancel()
         self._unsubscribe()
+        with self._timer_lock:
+            if self._timer is not None:
+                self._timer.cancel()
         super().close()

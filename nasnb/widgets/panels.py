@@ -1,34 +1,47 @@
 """The views of a Dashboard: each one draws step `upto` of a search's history into ipywidgets.
 
 A panel owns a widget (`panel.widget`) and one method, `update(search, upto)`, which shows what the
-first `upto` trials of `search.history` looked like. Panels only draw: every number comes from a
+first `upto` records of `search.history` looked like. Panels only draw: every number comes from a
 function of the history in `nasnb.viz`, so the same pictures are available headless (call
 `nasnb.viz.plot_population(history, upto=t)` and save the Figure). Because a history is
 append-only, (history, upto) fixes a picture: a panel skips redrawing when neither changed, and the
 cell panel keeps the drawings it already made, so scrubbing back and forth costs almost nothing.
 
-    cell        the candidate of step `upto` and the best cell so far (nasnb.viz.cell_image)
-    progress    metric per trial and the best-so-far curve (nasnb.viz.plot_population, which
-                draws a history without a population, e.g. random search's, as plain points)
+`PANELS` names them: "cell" (the candidate of step `upto` and the best cell so far, drawn by
+nasnb.viz.cell_image; a failed candidate shows its error, a one-shot step its metrics) and every
+view of `nasnb.registry` ("view"), each shown by a `PlotPanel`:
+
+    progress    metric per trial or step and the best-so-far line (nasnb.viz.plot_progress)
     population  an evolution's population (nasnb.viz.plot_population)
     policy      a controller's per-decision probabilities (nasnb.viz.plot_policy)
+
+A view registered later (`registry.register("view", "mine", "mypackage.plots:plot_mine")`) is a
+panel too.
 
 Figures become PNG bytes through matplotlib's Agg canvas (`Figure.savefig`), never pyplot, so
 nothing piles up in a pyplot figure manager and no GUI backend is touched.
 """
 from __future__ import annotations
 
+import functools
 import html
 import importlib
 import io
 import time
 from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from typing import Callable
 
 import ipywidgets as widgets
 
+from nasnb import registry
+from nasnb.errors import UnknownNameError
+from nasnb.history import Trial
+
 WIDE_ASPECT = 3.5  # a cell drawing wider than this many times its height gets the panel's full width
 CAPTION_STYLE = "font-family: monospace; font-size: 12px; line-height: 1.3; word-break: break-all"
+ERROR_STYLE = "color: #CC0000"
+ERROR_LIMIT = 160  # characters of a failed trial's error shown under its cell (the rest in a tooltip)
 
 
 def figure_png(fig, dpi: int = 72) -> bytes:
@@ -48,6 +61,22 @@ def format_metrics(metrics: dict, first: str, limit: int = 4) -> str:
             continue
         parts.append(f"{name} {value:,}" if isinstance(value, int) else f"{name} {value:.4g}")
     return " · ".join(parts[:limit])
+
+
+def shorten(text: str, limit: int = ERROR_LIMIT) -> str:
+    """The first line of `text`, cut to `limit` characters with an ellipsis."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first if len(first) <= limit else first[:limit - 1] + "…"
+
+
+def outcome_html(record, metric: str) -> str:
+    """What a record's caption says after its architecture: the metrics, or why it failed."""
+    if isinstance(record, Trial) and record.state == "failed":
+        error = record.error or "failed"
+        return (f"<span style='{ERROR_STYLE}' title='{html.escape(error, quote=True)}'>"
+                f"failed: {html.escape(shorten(error))}</span>")
+    text = html.escape(format_metrics(record.metrics, metric))
+    return f"pruned · {text}" if isinstance(record, Trial) and record.state == "pruned" else text
 
 
 class Panel:
@@ -75,7 +104,9 @@ class Panel:
 class CellPanel(Panel):
     """The candidate of the shown step and the best cell so far, drawn as in the papers.
 
-    Spaces that cannot draw (no `to_graph`/`parse`) get a text caption instead of a picture.
+    Spaces that cannot draw (no `to_graph`/`parse`) get a text caption instead of a picture. A
+    failed candidate is drawn with its error (shortened) in place of its metrics; a one-shot
+    search's Step is drawn when it names an architecture, else it gets its caption only.
     """
 
     title = "cell"
@@ -125,16 +156,17 @@ class CellPanel(Panel):
         for column in self.columns:
             column.layout.width = "100%" if wide else "50%"
 
-    def _fill(self, search, title, image, caption, trial, heading: str) -> None:
-        title.value = f"<b>{html.escape(heading)}</b>" + (f" (trial {trial.number})" if trial else "")
-        if trial is None:
+    def _fill(self, search, title, image, caption, record, heading: str) -> None:
+        kind = "trial" if isinstance(record, Trial) else "step"
+        title.value = f"<b>{html.escape(heading)}</b>" + (f" ({kind} {record.number})" if record else "")
+        if record is None:
             image.value, image.layout.display = b"", "none"
             caption.value = ""
             return
-        png = self._drawing(search.space, trial.arch)
+        png = None if record.arch is None else self._drawing(search.space, record.arch)
         image.value, image.layout.display = (png, None) if png is not None else (b"", "none")
-        caption.value = (f"<div style='{CAPTION_STYLE}'>{html.escape(trial.arch)}<br>"
-                         f"{html.escape(format_metrics(trial.metrics, search.metric))}</div>")
+        arch = "" if record.arch is None else f"{html.escape(record.arch)}<br>"
+        caption.value = f"<div style='{CAPTION_STYLE}'>{arch}{outcome_html(record, search.metric)}</div>"
 
     def _drawing(self, space, arch: str) -> bytes | None:
         """PNG of the cell `arch`, cached; None when the space has no drawing (text caption only)."""
@@ -223,19 +255,43 @@ def policy_axes(fig):
     return [fig.add_subplot(grid[0, :]), fig.add_subplot(grid[1, 0]), fig.add_subplot(grid[1, 1])]
 
 
-PANELS: dict[str, Callable[[], Panel]] = {
-    "cell": CellPanel,
-    "progress": lambda: PlotPanel("nasnb.viz.search:plot_population", title="progress", figsize=(7, 4)),
-    "population": lambda: PlotPanel("nasnb.viz.search:plot_population", title="population", figsize=(7, 4)),
-    "policy": lambda: PlotPanel("nasnb.viz.policy:plot_policy", title="policy", figsize=(7, 5.5), axes=policy_axes),
+# How a view's PlotPanel lays its figure out, by the view's "module:function" in the registry;
+# a view not listed gets one Axes of 7 x 4 inches.
+LAYOUTS: dict[str, tuple] = {
+    "nasnb.viz.policy:plot_policy": ((7, 5.5), policy_axes),
 }
+
+
+def view_panel(name: str) -> PlotPanel:
+    """A PlotPanel of the registered view `name` (imported when it first draws)."""
+    where = registry.target("view", name)
+    figsize, axes = LAYOUTS.get(where, ((7, 4), one_axes))
+    return PlotPanel(where, title=name, figsize=figsize, axes=axes)
+
+
+class _Panels(Mapping):
+    """Panel makers by name: "cell", and every view of the registry, those registered later too."""
+
+    def __getitem__(self, name: str) -> Callable[[], Panel]:
+        if name == "cell":
+            return CellPanel
+        if isinstance(name, str) and name in registry.names("view"):
+            return functools.partial(view_panel, name)
+        raise UnknownNameError(f"unknown panel {name!r}; choose from {list(self)} or pass a Panel "
+                               "(e.g. PlotPanel(my_plot, title='...'), where my_plot(history, upto) returns a Figure)")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(["cell", *registry.names("view")])
+
+    def __len__(self) -> int:
+        return 1 + len(registry.names("view"))
+
+
+PANELS: Mapping[str, Callable[[], Panel]] = _Panels()
 
 
 def make_panel(panel: str | Panel) -> Panel:
     """A panel from its name in PANELS, or a Panel instance as it is."""
     if isinstance(panel, Panel):
         return panel
-    if panel not in PANELS:
-        raise KeyError(f"unknown panel {panel!r}; choose from {sorted(PANELS)} or pass a Panel "
-                       "(e.g. PlotPanel(my_plot, title='...'), where my_plot(history, upto) returns a Figure)")
     return PANELS[panel]()
