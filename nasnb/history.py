@@ -184,11 +184,19 @@ class History:
     """Append-only list of records (Trials and Steps), plus the metric that is maximised."""
 
     def __init__(self, records=(), metric: str = "val_accuracy", meta: dict | None = None):
-        self.metric = metric
+        self._metric = metric
         self.meta = dict(meta or {})  # e.g. {"strategy": "RegularizedEvolution", "space": "nb201", "seed": 0}
         self._records: list[Record] = []
+        # Kept up to date by append, so that a loop asking after every step stays linear in time.
+        self._states = dict.fromkeys(STATES, 0)
+        self._best: Trial | None = None  # the best trial for self.metric
         for record in records:
             self.append(record)
+
+    @property
+    def metric(self) -> str:
+        """The metric the search maximised (fixed: the running best is kept for it)."""
+        return self._metric
 
     # ---------------------------------------------------------------- a sequence of records
 
@@ -199,6 +207,11 @@ class History:
             raise InvalidValueError(f"record number {record.number} appended at position {len(self._records)}: "
                                     "a history is append-only and numbered from 0")
         self._records.append(record)
+        if isinstance(record, Trial):
+            self._states[record.state] += 1
+            score = record.score(self.metric)
+            if score is not None and (self._best is None or score > self._best.score(self.metric)):
+                self._best = record
 
     def __len__(self) -> int:
         return len(self._records)
@@ -222,7 +235,7 @@ class History:
         """How many trials ended in `state` ("complete", "failed" or "pruned")."""
         if state not in STATES:
             raise UnknownNameError(f"state={state!r} is not known; choose from {list(STATES)}")
-        return sum(isinstance(r, Trial) and r.state == state for r in self._records)
+        return self._states[state]
 
     def __eq__(self, other) -> bool:
         return (isinstance(other, History) and self.metric == other.metric and self.meta == other.meta
@@ -248,6 +261,8 @@ class History:
         """The complete trial with the highest finite metric among the first `upto` records (all by
         default); the earliest one wins a tie. None when there is none."""
         metric = metric or self.metric
+        if metric == self.metric and (upto is None or upto >= len(self._records)):
+            return self._best
         scored = [(t.score(metric), t) for t in self._records[:upto] if isinstance(t, Trial)]
         scored = [(s, t) for s, t in scored if s is not None]
         return max(scored, key=lambda st: (st[0], -st[1].number))[1] if scored else None

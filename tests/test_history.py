@@ -46,3 +46,51 @@ def test_to_dataframe_has_a_row_per_trial():
     pytest.importorskip("pandas")
     df = make_history([0.3, 0.6]).to_dataframe()
     assert list(df.index) == [0, 1] and list(df["val_accuracy"]) == [0.3, 0.6]
+
+
+# ---------------------------------------------------------------- trial states and step records
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from nasnb.history import Step  # noqa: E402
+
+OUTCOMES = st.sampled_from(["complete", "failed", "pruned"])
+VALUES = st.one_of(st.floats(-1, 1), st.just(math.nan), st.just(math.inf), st.none())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(OUTCOMES, VALUES, st.booleans()), max_size=25))
+def test_best_values_and_curve_skip_failed_pruned_and_non_finite_records(rows):
+    """Against a brute-force reading of the definitions: best is the earliest complete trial with
+    the highest finite value; Steps and everything else never count."""
+    records = []
+    for number, (state, value, is_step) in enumerate(rows):
+        metrics = {} if value is None else {"val_accuracy": value}
+        records.append(Step(number, metrics) if is_step else Trial(number, f"a{number}", metrics, state=state))
+    h = History(records)
+    scored = [(r.metrics["val_accuracy"], r.number) for r in records
+              if isinstance(r, Trial) and r.state == "complete" and "val_accuracy" in r.metrics
+              and math.isfinite(r.metrics["val_accuracy"])]
+    best = max(scored, key=lambda vn: (vn[0], -vn[1]), default=None)
+    assert (h.best().number if h.best() else None) == (best[1] if best else None)
+    for upto in range(len(records) + 1):  # the running best equals the scan at every prefix
+        prefix = History(records[:upto]).best()
+        assert h.best(upto=upto) == prefix
+    curve, running = [], None
+    for r in records:
+        v = r.metrics.get("val_accuracy") if isinstance(r, Trial) and r.state == "complete" else None
+        if v is not None and math.isfinite(v):
+            running = v if running is None else max(running, v)
+        curve.append(running)
+    assert h.best_so_far() == curve
+    assert h.count("failed") == sum(isinstance(r, Trial) and r.state == "failed" for r in records)
+    assert History.from_json(h.to_json()).to_json() == h.to_json()
+
+
+def test_a_record_of_an_unknown_kind_or_state_is_refused():
+    with pytest.raises(ValueError, match="unknown record kind"):
+        History.from_dict({"metric": "m", "records": [{"kind": "epoch", "number": 0, "metrics": {}}]})
+    with pytest.raises(ValueError, match="trial state 'done'"):
+        Trial(0, "a", {}, state="done")
+    with pytest.raises(ValueError, match="unknown"):
+        History.from_dict({"metric": "m", "records": [{"number": 0, "metrics": {}, "arch": "a", "colour": 1}]})

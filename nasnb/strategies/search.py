@@ -162,7 +162,8 @@ class Search(metaclass=_SnapshotAfterInit):
                     break
                 records = advance(n - len(self.history))
                 bar.update(len(records))
-                bar.set_postfix(self._progress_note(), refresh=False)
+                if progress:
+                    bar.set_postfix(self._progress_note(), refresh=False)
         finally:
             bar.close()
             self._checkpoint = None
