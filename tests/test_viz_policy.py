@@ -8,23 +8,9 @@ from nasnb.history import History, Trial
 from nasnb.spaces.toy import ToySpace
 from nasnb.strategies import RandomSearch, Reinforce
 from nasnb.viz import plot_policy, policy_data
+from flaky import Flaky
 
 FAILED = "failed"
-
-
-class Flaky:
-    """ToySpace's score, except that every 3rd call raises and every 5th returns NaN (not both)."""
-
-    def __init__(self, space):
-        self.space, self.calls = space, 0
-
-    def __call__(self, arch):
-        self.calls += 1
-        if self.calls % 3 == 0:
-            raise RuntimeError(f"out of memory on call {self.calls}")
-        if self.calls % 5 == 0:
-            return {"val_accuracy": float("nan")}
-        return self.space.evaluate(arch)
 
 
 def policy_history(rewards, decay=0.5):

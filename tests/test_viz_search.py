@@ -11,6 +11,7 @@ from nasnb.strategies import RandomSearch, RegularizedEvolution
 from nasnb.viz import (
     best_so_far_data, plot_best_so_far, plot_population, plot_progress, population_data, progress_data,
 )
+from flaky import Flaky
 
 FAILED, PRUNED = "failed", "pruned"
 
@@ -30,21 +31,6 @@ def hand_history(values, meta=None, infos=None):
         else:
             records.append(Trial(k, f"arch{k}", {"val_accuracy": v}, 0.0, info))
     return History(records, meta=meta)
-
-
-class Flaky:
-    """ToySpace's score, except that every 3rd call raises and every 5th returns NaN (not both)."""
-
-    def __init__(self, space):
-        self.space, self.calls = space, 0
-
-    def __call__(self, arch):
-        self.calls += 1
-        if self.calls % 3 == 0:
-            raise RuntimeError(f"out of memory on call {self.calls}")
-        if self.calls % 5 == 0:
-            return {"val_accuracy": float("nan")}
-        return self.space.evaluate(arch)
 
 
 FITNESS = [0.5, 0.9, 0.1, 0.7, 0.3, 0.8]  # six trials, population of 3

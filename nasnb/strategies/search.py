@@ -200,15 +200,20 @@ class Search(metaclass=_SnapshotAfterInit):
     def load_state_dict(self, state: dict) -> None:
         """Continue from `state_dict()`'s output (or a nasnb 0.1 checkpoint's). All or nothing: on
         any error the search is exactly as it was, and the error says what did not fit."""
+        self._load_or_roll_back(state, None, NasnbError, lambda why: InvalidValueError(
+            f"this state is damaged or not of a {type(self).__name__} search ({why})"))
+
+    def _load_or_roll_back(self, state: dict, history, keep: type, damaged: Callable[[str], NasnbError]) -> None:
+        """`_load`, or, on any error, the search put back as it was: errors of type `keep` are raised
+        as they are, any other as `damaged(why)`."""
         backup = self.state_dict()
         try:
-            self._load(state)
+            self._load(state, history)
         except BaseException as err:
             self._load(backup)
-            if isinstance(err, NasnbError) or not isinstance(err, Exception):
+            if isinstance(err, keep) or not isinstance(err, Exception):
                 raise
-            raise InvalidValueError(f"this state is damaged or not of a {type(self).__name__} search "
-                                    f"({type(err).__name__}: {short(str(err))})") from None
+            raise damaged(f"{type(err).__name__}: {short(str(err))}") from None
 
     def _load(self, state: dict, history: History | None = None) -> None:
         if not isinstance(state, dict) or "rng" not in state or "extra" not in state:
@@ -283,15 +288,8 @@ class Search(metaclass=_SnapshotAfterInit):
                               meta=self.history.meta)
         except (ValueError, TypeError) as err:
             raise DamagedFileError(f"{path}: a record of its journal is damaged ({short(str(err))})") from None
-        backup = self.state_dict()
-        try:
-            self._load(saved.state, history)
-        except BaseException as err:
-            self._load(backup)
-            if isinstance(err, ResumeMismatchError) or not isinstance(err, Exception):
-                raise
-            raise DamagedFileError(f"{path}: its state does not load into this {type(self).__name__} "
-                                   f"({type(err).__name__}: {short(str(err))})") from None
+        self._load_or_roll_back(saved.state, history, ResumeMismatchError, lambda why: DamagedFileError(
+            f"{path}: its state does not load into this {type(self).__name__} ({why})"))
 
     def _record_dicts(self, start: int = 0) -> list:
         """Records from `start` on as the journal holds them (JSON values: lists, not tuples)."""
