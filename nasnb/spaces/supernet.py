@@ -1,0 +1,273 @@
+"""One-shot supernets: every candidate op on every edge, sharing one set of weights.
+
+A supernet holds all architectures of a cell space at once. Each edge is a `MixedOp` holding every
+candidate op; architecture parameters α (one vector per edge, one op entry each) say how much each
+op counts. One class, three ways to run it, chosen by the arguments of `forward`:
+
+* ``net(x)``: DARTS' continuous relaxation (Liu et al., 2019, eq. 1-2). Edge (i, j) outputs
+
+      o_ij(x) = sum_o softmax(α_ij)_o · o(x)
+
+* ``net(x, arch=a)`` or ``net(x, ops=indices)``: one sub-network on the shared weights (ENAS, Pham
+  et al., 2018): each edge runs only its chosen op. ``net(x, weights=w, ops=w.argmax(-1))`` scales
+  the chosen op by its (hard, one-hot) weight, so a straight-through estimate reaches α (GDAS,
+  Dong & Yang, 2019, eq. 5-7); ``net(x, weights=w)`` alone is the weighted sum with given weights.
+* ``partial_channels=K`` at construction (PC-DARTS, Xu et al., 2020): only C/K channels go through
+  the mixed op, the other channels bypass it, and a channel shuffle mixes the two.
+
+The 'none' op costs nothing: its output is zero, so it is skipped (its softmax weight still counts
+in the denominator, so the other weights are exactly DARTS').
+
+This file holds the mixed op, the shared supernet base and the NAS-Bench-201 supernet (the macro
+skeleton of nb201.py); darts_supernet.py holds the DARTS search network.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nasnb.checks import check_int, check_positive_int, short
+from nasnb.errors import InvalidTypeError, InvalidValueError
+from nasnb.spaces.ops import Identity, Pool, ReLUConvBN, ResNetBasicBlock, Zero
+
+ALPHA_INIT_SCALE = 1e-3  # α starts near zero (all ops equally weighted), as in the DARTS code
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Interleave `groups` channel groups (ShuffleNet, Zhang et al., 2018): (B, g*c, H, W) -> same shape."""
+    B, C, H, W = x.shape
+    return x.view(B, groups, C // groups, H, W).transpose(1, 2).reshape(B, C, H, W)
+
+
+class MixedOp(nn.Module):
+    """One supernet edge: every candidate op, applied to the same input.
+
+    `ops` maps op name -> module, in the order of α's entries; the 'none' op needs no module and is
+    given as None. With `partial_channels=K`, the ops see C/K channels (build them for C/K) and the
+    rest bypass them (max-pooled when the edge has stride 2), as in PC-DARTS.
+    """
+
+    def __init__(self, ops: dict, stride: int = 1, partial_channels: int = 1):
+        super().__init__()
+        self.names = tuple(ops)
+        self.ops = nn.ModuleDict({name: op for name, op in ops.items() if op is not None})
+        self.stride, self.partial_channels = stride, partial_channels
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None, op: int | None = None):
+        """Weighted sum of all ops (`weights`), or the one op `op` (scaled by weights[op] if given).
+
+        Returns None when the result is all zeros (only 'none' ops ran, no channels bypass): the
+        cell then has nothing to add.
+        """
+        K = self.partial_channels
+        if K > 1:
+            k = x.shape[1] // K
+            x, bypass = x[:, :k], x[:, k:]  # (B, C/K, H, W) through the ops, (B, C - C/K, H, W) around them
+        if op is not None:
+            name = self.names[op]
+            h = None if name not in self.ops else self.ops[name](x)
+            if h is not None and weights is not None:
+                h = weights[op] * h  # GDAS: the value of the one-hot weight is 1, its gradient reaches α
+        else:
+            h = None
+            for i, name in enumerate(self.names):
+                if name in self.ops:  # 'none' is skipped: w * 0 adds nothing, and its gradient is 0
+                    term = weights[i] * self.ops[name](x)  # eq. (2) of DARTS
+                    h = term if h is None else h + term
+        if K == 1:
+            return h
+        if h is None:
+            h = Zero(k, k, self.stride)(x)
+        if bypass.shape[-1] != h.shape[-1]:  # a stride-2 edge: the bypass shrinks too
+            bypass = F.max_pool2d(bypass, 2, 2, ceil_mode=True)  # ceil: 7x7 -> 4x4 like the strided ops
+        return channel_shuffle(torch.cat([h, bypass], dim=1), K)
+
+
+def check_partial_channels(partial_channels, widths: Sequence[int]) -> int:
+    """PC-DARTS' K: an int >= 1 dividing every width the mixed ops see."""
+    K = check_positive_int("partial_channels", partial_channels, example=4)
+    bad = [w for w in widths if w % K]
+    if bad:
+        raise InvalidValueError(f"partial_channels={K} must divide the channels of every mixed op, but "
+                                f"{bad[0]} channels do not split into {K} groups; e.g. partial_channels=2 "
+                                f"(or choose C as a multiple of {K})")
+    return K
+
+
+class Supernet(nn.Module):
+    """What every supernet shares: α per cell type, the parameter split, α read out, and the
+    translation of `forward`'s arguments into per-edge weights or op indices.
+
+    Subclasses set `self.alpha` (an nn.ParameterDict, cell name -> (num_edges, num_ops)),
+    `self.op_names`, and implement `_forward(x, weights, ops)` and `derived()`.
+    """
+
+    cell_names: tuple = ("cell",)
+
+    def __init__(self):
+        super().__init__()
+        self.beta = None  # PC-DARTS' edge normalisation, when a subclass uses it
+
+    def _init_alpha(self, num_edges: int) -> None:
+        shape = (num_edges, len(self.op_names))
+        self.alpha = nn.ParameterDict(
+            {cell: nn.Parameter(ALPHA_INIT_SCALE * torch.randn(shape)) for cell in self.cell_names})
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        """The architecture parameters: α per cell type (then β when edge normalisation is on)."""
+        params = list(self.alpha.values())
+        return params + (list(self.beta.values()) if self.beta is not None else [])
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        """Every other parameter (the shared op weights); with arch_parameters, all of parameters()."""
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]
+
+    def alphas(self) -> dict[str, list[list[float]]]:
+        """softmax(α) per cell type, per edge, as plain lists (rows in edge order, entries in op order)."""
+        with torch.no_grad():
+            return {cell: F.softmax(a, dim=-1).tolist() for cell, a in self.alpha.items()}
+
+    def forward(self, x: torch.Tensor, arch=None, *, weights=None, ops=None) -> torch.Tensor:
+        """Logits (B, num_classes). No arguments: the DARTS relaxation with softmax(α). `arch` (an
+        architecture of the space) or `ops` (an op index per edge, per cell type): that sub-network
+        only. `weights` (a (num_edges, num_ops) tensor per cell type): those mixing weights instead
+        of softmax(α); with `ops` too, only the chosen ops run, scaled by their weight (GDAS)."""
+        if arch is not None:
+            if ops is not None:
+                raise InvalidValueError("give arch= or ops=, not both: arch is turned into one op per edge")
+            ops = self.arch_to_ops(arch)
+        elif ops is not None:
+            ops = self._check_per_cell("ops", ops, self._check_ops)
+        if weights is not None:
+            weights = self._check_per_cell("weights", weights, self._check_weights)
+        elif ops is None:
+            weights = {cell: F.softmax(a, dim=-1) for cell, a in self.alpha.items()}  # eq. (2) of DARTS
+        return self._forward(x, weights, ops)
+
+    # ------------------------------------------------------------------ argument checks
+
+    def _check_per_cell(self, name: str, value, check) -> dict:
+        """A dict cell name -> value (one value is fine for a one-cell-type supernet), each checked."""
+        if not isinstance(value, dict):
+            if len(self.cell_names) > 1:
+                raise InvalidTypeError(f"{name} must be a dict with one entry per cell type {list(self.cell_names)}, "
+                                       f"got {type(value).__name__}; e.g. {name}={{'normal': ..., 'reduce': ...}}")
+            value = {self.cell_names[0]: value}
+        if set(value) != set(self.cell_names):
+            raise InvalidValueError(f"{name} has entries for {short(sorted(value))}; it needs exactly "
+                                    f"{list(self.cell_names)}")
+        return {cell: check(name, cell, value[cell]) for cell in self.cell_names}
+
+    def _check_weights(self, name: str, cell: str, w) -> torch.Tensor:
+        shape = tuple(self.alpha[cell].shape)
+        if not isinstance(w, torch.Tensor):
+            raise InvalidTypeError(f"{name}[{cell!r}] must be a tensor of shape {shape} (one weight per edge and "
+                                   f"op), got {type(w).__name__}; e.g. torch.softmax(net.alpha[{cell!r}], -1)")
+        if tuple(w.shape) != shape:
+            raise InvalidValueError(f"{name}[{cell!r}] has shape {tuple(w.shape)}; it needs {shape} "
+                                    f"(edges x ops), e.g. torch.softmax(net.alpha[{cell!r}], -1)")
+        return w
+
+    def _check_ops(self, name: str, cell: str, indices) -> tuple:
+        num_edges, num_ops = self.alpha[cell].shape
+        if isinstance(indices, torch.Tensor):
+            indices = indices.tolist()
+        if isinstance(indices, (str, bytes)) or not isinstance(indices, Sequence) or len(indices) != num_edges:
+            raise InvalidValueError(f"{name}[{cell!r}] must list one op index per edge ({num_edges}), got "
+                                    f"{short(indices)}; e.g. {[0] * num_edges}")
+        return tuple(check_int(f"{name}[{cell!r}][{e}]", i, minimum=0, maximum=num_ops - 1)
+                     for e, i in enumerate(indices))
+
+
+class NB201Supernet(Supernet):
+    """The NAS-Bench-201 macro skeleton (nb201.py) with every cell edge a MixedOp over the 5 ops.
+
+    As in the benchmark's search models (Dong & Yang, 2020, Sec. 5), BatchNorm inside the cells has
+    no affine parameters, while the stem and the ResNet blocks between stages keep theirs. All 3N
+    cells share one α of shape (6, 5): a NB201 architecture is one cell.
+    """
+
+    def __init__(self, C: int = 16, N: int = 5, num_classes: int = 10, in_channels: int = 3,
+                 partial_channels: int = 1):
+        from nasnb.spaces.nb201 import EDGES, OPS
+
+        super().__init__()
+        C, N = check_positive_int("C", C, example=16), check_positive_int("N", N, example=5)
+        num_classes = check_positive_int("num_classes", num_classes, example=10)
+        self.in_channels = check_positive_int("in_channels", in_channels, example=3)
+        self.partial_channels = check_partial_channels(partial_channels, (C, 2 * C, 4 * C))
+        self.op_names, self.edges = OPS, EDGES
+        self._init_alpha(len(EDGES))
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
+        layers = []
+        for stage, width in enumerate((C, 2 * C, 4 * C)):
+            if stage > 0:
+                layers.append(ResNetBasicBlock(width // 2, width, stride=2))  # halves H and W
+            layers += [NB201SearchCell(width, self.partial_channels) for _ in range(N)]
+        self.cells = nn.ModuleList(layers)
+        self.lastact = nn.Sequential(nn.BatchNorm2d(4 * C), nn.ReLU(inplace=False))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(4 * C, num_classes)
+
+    def _forward(self, x, weights, ops):
+        h = self.stem(x)
+        for layer in self.cells:
+            if isinstance(layer, NB201SearchCell):
+                h = layer(h, None if weights is None else weights["cell"], None if ops is None else ops["cell"])
+            else:
+                h = layer(h)
+        h = self.pool(self.lastact(h)).flatten(1)  # (B, 4C)
+        return self.classifier(h)
+
+    def arch_to_ops(self, arch) -> dict:
+        """An NB201 arch (tuple of 6 op names, or its string) as op indices per edge."""
+        from nasnb.spaces.nb201 import NB201Space
+
+        space = NB201Space()
+        arch = space.parse(arch) if isinstance(arch, str) else space.validate(arch)
+        return {"cell": tuple(self.op_names.index(op) for op in arch)}
+
+    def derived(self) -> tuple:
+        """The discretised cell: the strongest op (largest α, 'none' included) on each edge."""
+        return tuple(self.op_names[i] for i in self.alpha["cell"].argmax(dim=-1).tolist())
+
+
+def _nb201_search_op(name: str, C: int):
+    """NB201's ops at C -> C, stride 1, without affine BatchNorm (the ops.py registry has no affine switch)."""
+    return {
+        "none": lambda: None,
+        "skip_connect": lambda: Identity(),
+        "nor_conv_1x1": lambda: ReLUConvBN(C, C, 1, 1, 0, affine=False),
+        "nor_conv_3x3": lambda: ReLUConvBN(C, C, 3, 1, 1, affine=False),
+        "avg_pool_3x3": lambda: Pool(C, C, 1, "avg", affine=False),
+    }[name]()
+
+
+class NB201SearchCell(nn.Module):
+    """A NB201 cell whose 6 edges are mixed ops: node_i = sum_{j<i} mixed_ij(node_j)."""
+
+    def __init__(self, C: int, partial_channels: int = 1):
+        from nasnb.spaces.nb201 import EDGES, OPS
+
+        super().__init__()
+        self.C, self.edges = C, EDGES
+        C_op = C // partial_channels
+        self.mixed = nn.ModuleList(
+            MixedOp({op: _nb201_search_op(op, C_op) for op in OPS}, 1, partial_channels) for _ in EDGES)
+
+    def forward(self, x, weights=None, ops=None):  # (B, C, H, W) -> (B, C, H, W)
+        nodes = [x]
+        for i in (1, 2, 3):
+            total = None
+            for e, (j, to) in enumerate(self.edges):
+                if to != i:
+                    continue
+                h = self.mixed[e](nodes[j], None if weights is None else weights[e], None if ops is None else ops[e])
+                if h is not None:
+                    total = h if total is None else total + h
+            nodes.append(torch.zeros_like(x) if total is None else total)
+        return nodes[3]
