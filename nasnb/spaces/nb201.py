@@ -290,6 +290,15 @@ class NB201Space(SpaceValue):
         in_channels = check_positive_int("in_channels", in_channels, example=3)
         return NB201Network(arch, C, N, num_classes, in_channels)
 
+    def supernet(self, C: int = 16, N: int = 5, num_classes: int = 10, in_channels: int = 3,
+                 partial_channels: int = 1):
+        """The one-shot network: build()'s skeleton with every cell edge a mixed op over the 5 ops
+        and α of shape (6, 5) (see supernet.py; `partial_channels=K` is PC-DARTS' K)."""
+        from nasnb.spaces.supernet import NB201Supernet
+
+        return NB201Supernet(C=C, N=N, num_classes=num_classes, in_channels=in_channels,
+                             partial_channels=partial_channels)
+
 
 class NB201Cell(nn.Module):
     """One cell: node_i = sum_j op_ij(node_j); `edges["2<-1"]` is the op from node 1 to node 2."""

@@ -1,0 +1,217 @@
+"""The DARTS search network: the one-shot supernet of the DARTS cell space.
+
+Liu, Simonyan & Yang, "DARTS: Differentiable Architecture Search", ICLR 2019, Section 2 and
+Appendix A.1 (the search network is smaller than the evaluation network of darts_network.py):
+
+    image -> stem (3x3 conv to stem_multiplier*C) -> `layers` search cells -> global pool -> linear
+                                                       `- cells layers//3 and 2*layers//3 reduce
+
+A search cell has two inputs (the outputs of the two cells before it, preprocessed to C channels),
+`steps` intermediate nodes, and an edge from every earlier state into every node: node i (state
+i+2) reads states 0..i+1, so 2 + 3 + 4 + 5 = 14 edges for 4 nodes. Each edge is a MixedOp over the
+space's ops ('none' included); its BatchNorms have no affine parameters (the α already scale each
+op), and the pools get a BatchNorm too, as in the authors' code. The cell outputs the concatenation
+of its last `multiplier` nodes. All normal cells share one α of shape (14, 8), all reduction cells
+another.
+
+With `partial_channels=K` (PC-DARTS, Xu et al., ICLR 2020, Sec. 3) each mixed op sees C/K channels
+and the node inputs are weighted by edge normalisation β: node i adds softmax(β_i)_j · edge_ij(x_j)
+over its inputs j, and the derived cell ranks edges by softmax(α) · softmax(β).
+
+The modes of `forward` (relaxation, one sub-network, GDAS' hard weights) are those of supernet.py.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nasnb.checks import check_bool, check_int, check_positive_int, short
+from nasnb.errors import InvalidValueError
+from nasnb.spaces.genotypes import Genotype
+from nasnb.spaces.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN, Zero, make_darts_op
+from nasnb.spaces.supernet import ALPHA_INIT_SCALE, MixedOp, Supernet, check_partial_channels
+
+
+def _search_op(name: str, C: int, stride: int):
+    """A DARTS op without affine BatchNorm; pools get a BatchNorm of their own (model_search.py)."""
+    if name == "none":
+        return None  # zero: MixedOp skips it
+    op = make_darts_op(name, C, stride, affine=False)
+    if "pool" in name:
+        op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
+    return op
+
+
+class DartsSearchCell(nn.Module):
+    """A normal or reduction cell with a MixedOp on every edge (j -> node i, j < i + 2)."""
+
+    def __init__(self, op_names, steps: int, multiplier: int, C_prev_prev: int, C_prev: int, C: int,
+                 reduction: bool, reduction_prev: bool, partial_channels: int = 1):
+        super().__init__()
+        self.reduction, self.steps, self.multiplier, self.C = reduction, steps, multiplier, C
+        # c_{k-2} is twice as large as c_{k-1} when the previous cell reduced: halve it too.
+        if reduction_prev:
+            self.preprocess0 = FactorizedReduce(C_prev_prev, C, affine=False)
+        else:
+            self.preprocess0 = ReLUConvBN(C_prev_prev, C, 1, 1, 0, affine=False)
+        self.preprocess1 = ReLUConvBN(C_prev, C, 1, 1, 0, affine=False)
+        self.mixed = nn.ModuleList()
+        for i in range(steps):
+            for j in range(i + 2):
+                stride = 2 if reduction and j < 2 else 1  # only the cell inputs are downsampled
+                ops = {name: _search_op(name, C // partial_channels, stride) for name in op_names}
+                self.mixed.append(MixedOp(ops, stride, partial_channels))
+
+    def forward(self, s0, s1, weights=None, ops=None, edge_weights=None):
+        """(B, C_pp, H, W), (B, C_p, H, W) -> (B, multiplier * C, H', W'); per edge e: weights[e]
+        (num_ops,), ops[e] (an op index), edge_weights[e] (PC-DARTS' β weight of the edge)."""
+        states = [self.preprocess0(s0), self.preprocess1(s1)]  # each (B, C, H, W)
+        offset = 0
+        for i in range(self.steps):
+            total = None
+            for j, h in enumerate(states):
+                e = offset + j
+                out = self.mixed[e](h, None if weights is None else weights[e], None if ops is None else ops[e])
+                if out is None:
+                    continue  # only 'none' ran on this edge
+                if edge_weights is not None:
+                    out = edge_weights[e] * out
+                total = out if total is None else total + out
+            if total is None:  # every input of the node is 'none'
+                total = Zero(self.C, self.C, 2 if self.reduction else 1)(states[0])
+            offset += len(states)
+            states.append(total)
+        return torch.cat(states[-self.multiplier:], dim=1)
+
+
+class DartsSupernet(Supernet):
+    """The DARTS search network (`Network` of the authors' model_search.py), with the modes of
+    supernet.py. `op_names` are the ops of every edge, in α's order (DARTS_PRIMITIVES by default).
+
+    `edge_normalization` (PC-DARTS' β): None turns it on exactly when partial_channels > 1.
+    """
+
+    cell_names = ("normal", "reduce")
+
+    def __init__(self, C: int = 16, layers: int = 8, num_classes: int = 10, in_channels: int = 3, steps: int = 4,
+                 multiplier: int = 4, stem_multiplier: int = 3, op_names=DARTS_PRIMITIVES,
+                 partial_channels: int = 1, edge_normalization: bool | None = None):
+        super().__init__()
+        C = check_positive_int("C", C, example=16)
+        layers = check_positive_int("layers", layers, example=8)
+        num_classes = check_positive_int("num_classes", num_classes, example=10)
+        self.in_channels = check_positive_int("in_channels", in_channels, example=3)
+        self.steps = check_positive_int("steps", steps, example=4)
+        self.multiplier = check_int("multiplier", multiplier, minimum=1, maximum=self.steps, example=self.steps)
+        stem_multiplier = check_positive_int("stem_multiplier", stem_multiplier, example=3)
+        if C % 2:  # FactorizedReduce splits the channels into two halves
+            raise InvalidValueError(f"C must be even for the DARTS supernet (FactorizedReduce halves it), "
+                                    f"got {C}; e.g. C=16")
+        widths = [C * 2 ** k for k in range(3)]
+        self.partial_channels = check_partial_channels(partial_channels, widths)
+        if edge_normalization is None:
+            edge_normalization = self.partial_channels > 1
+        self.edge_normalization = check_bool("edge_normalization", edge_normalization)
+        self.op_names = tuple(op_names)
+        if "none" not in self.op_names:  # edges a sub-network leaves out run 'none'
+            raise InvalidValueError(f"op_names must include 'none', got {short(self.op_names)}; "
+                                    f"e.g. op_names={DARTS_PRIMITIVES}")
+        self.reduction_layers = (layers // 3, 2 * layers // 3)
+        self.concat = tuple(range(2 + self.steps - self.multiplier, self.steps + 2))
+        num_edges = sum(i + 2 for i in range(self.steps))
+        self._init_alpha(num_edges)
+        if self.edge_normalization:
+            self.beta = nn.ParameterDict(
+                {cell: nn.Parameter(ALPHA_INIT_SCALE * torch.randn(num_edges)) for cell in self.cell_names})
+
+        C_curr = stem_multiplier * C
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, C_curr, 3, padding=1, bias=False), nn.BatchNorm2d(C_curr))
+        C_prev_prev, C_prev, C_curr = C_curr, C_curr, C
+        self.cells = nn.ModuleList()
+        reduction_prev = False
+        for i in range(layers):
+            reduction = i in self.reduction_layers
+            if reduction:
+                C_curr *= 2  # halve the resolution, double the channels
+            self.cells.append(DartsSearchCell(self.op_names, self.steps, self.multiplier, C_prev_prev, C_prev,
+                                              C_curr, reduction, reduction_prev, self.partial_channels))
+            reduction_prev = reduction
+            C_prev_prev, C_prev = C_prev, self.multiplier * C_curr
+        self.global_pooling = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(C_prev, num_classes)
+
+    def edge_weights(self) -> dict | None:
+        """PC-DARTS' β as weights per edge: softmax over each node's inputs, per cell type (or None)."""
+        if self.beta is None:
+            return None
+        result = {}
+        for cell, beta in self.beta.items():
+            parts, offset = [], 0
+            for i in range(self.steps):
+                parts.append(F.softmax(beta[offset:offset + i + 2], dim=-1))  # node i's i+2 inputs
+                offset += i + 2
+            result[cell] = torch.cat(parts)  # (num_edges,)
+        return result
+
+    def _forward(self, x, weights, ops):
+        edge_weights = self.edge_weights() if ops is None else None  # one sub-network: no β
+        s0 = s1 = self.stem(x)  # (B, stem_multiplier * C, H, W)
+        for cell in self.cells:
+            kind = "reduce" if cell.reduction else "normal"
+            s0, s1 = s1, cell(s0, s1, None if weights is None else weights[kind], None if ops is None else ops[kind],
+                              None if edge_weights is None else edge_weights[kind])
+        logits = self.classifier(self.global_pooling(s1).flatten(1))  # (B, num_classes)
+        return logits
+
+    def arch_to_ops(self, genotype) -> dict:
+        """A Genotype (or its text) as one op index per edge; edges the genotype does not use are 'none'."""
+        from nasnb.spaces.darts import DartsSpace
+
+        space = DartsSpace(steps=self.steps)
+        genotype = space.parse(genotype) if isinstance(genotype, str) else space.validate(genotype)
+        result = {}
+        for cell in self.cell_names:
+            edges, concat = getattr(genotype, cell), getattr(genotype, f"{cell}_concat")
+            if len(edges) != 2 * self.steps or tuple(sorted(concat)) != self.concat:
+                raise InvalidValueError(f"{cell} cell has {len(edges) // 2} nodes and concat {short(list(concat))}; "
+                                        f"this supernet's cells have {self.steps} nodes and concat {list(self.concat)}")
+            indices = [self.op_names.index("none")] * len(self.alpha[cell])
+            used = set()
+            for e, (op, j) in enumerate(edges):
+                i = e // 2
+                edge = sum(k + 2 for k in range(i)) + j  # edges of nodes before i, then input j
+                if op not in self.op_names:
+                    raise InvalidValueError(f"{cell} cell, node {i}: op {op!r} is not on this supernet's edges; "
+                                            f"choose from {list(self.op_names)}")
+                if edge in used:
+                    raise InvalidValueError(f"{cell} cell, node {i} reads state {j} twice; a supernet has one edge "
+                                            f"per pair of states, so each node needs two different inputs")
+                used.add(edge)
+                indices[edge] = self.op_names.index(op)
+            result[cell] = tuple(indices)
+        return result
+
+    def derived(self) -> Genotype:
+        """The discretised cells by the rule of the DARTS code (genotype()): per node, the two incoming
+        edges whose strongest non-'none' op is strongest, each with that op (PC-DARTS: α weights times
+        the edges' β weights)."""
+        edge_weights = self.edge_weights()
+        cells = {}
+        with torch.no_grad():
+            for cell in self.cell_names:
+                W = F.softmax(self.alpha[cell], dim=-1)  # (num_edges, num_ops)
+                if edge_weights is not None:
+                    W = W * edge_weights[cell][:, None]
+                W = W.tolist()
+                ops = [k for k, name in enumerate(self.op_names) if name != "none"]
+                gene, start = [], 0
+                for i in range(self.steps):
+                    rows = W[start:start + i + 2]
+                    strongest = sorted(range(i + 2), key=lambda j: -max(rows[j][k] for k in ops))[:2]  # stable
+                    for j in strongest:
+                        best = max(ops, key=lambda k: (rows[j][k], -k))  # first of equals, as the paper's loop
+                        gene.append((self.op_names[best], j))
+                    start += i + 2
+                cells[cell], cells[f"{cell}_concat"] = gene, self.concat
+        return Genotype(**cells)
