@@ -309,6 +309,21 @@ def test_edge_normalisation_weighs_node_inputs_and_the_derived_cell():
     assert [j for _, j in node1] == [2, 0]
 
 
+def test_a_pc_darts_node_adds_its_inputs_weighted_by_beta():
+    torch.manual_seed(0)
+    net = DartsSpace().supernet(C=4, layers=3, in_channels=1, partial_channels=2).double()
+    cell = net.cells[0]  # normal: stem (12 channels) -> 4 channels, 4 nodes
+    s0, s1 = torch.randn(2, 12, 6, 6, dtype=torch.float64), torch.randn(2, 12, 6, 6, dtype=torch.float64)
+    w = F.softmax(torch.randn(14, 8, dtype=torch.float64), dim=-1)
+    beta = torch.randn(14, dtype=torch.float64)
+    edge_weights = torch.cat([F.softmax(beta[sum(range(2, i + 2)):sum(range(2, i + 3))], dim=-1) for i in range(4)])
+    states = [cell.preprocess0(s0), cell.preprocess1(s1)]
+    for i in range(4):
+        edges = [genotype_edge(i, j) for j in range(i + 2)]
+        states.append(sum(edge_weights[e] * cell.mixed[e](states[j], w[e]) for j, e in enumerate(edges)))
+    torch.testing.assert_close(cell(s0, s1, w, None, edge_weights), torch.cat(states[2:], dim=1))
+
+
 # ----------------------------------------------------------------------------- read-outs
 
 
@@ -392,5 +407,7 @@ def test_bad_forward_arguments_are_named():
     twice = GENOTYPES["DARTS_V2"]._replace(normal=(("sep_conv_3x3", 0), ("skip_connect", 0)) * 4)
     with pytest.raises(NasnbError, match="twice"):
         net(x, arch=twice)
+    with pytest.raises(NasnbError, match=r"\(B, 1, H, W\).*in_channels=3"):
+        net(torch.randn(2, 3, 8, 8))
     with pytest.raises(NasnbError, match="not both"):
         net(x, arch=GENOTYPES["DARTS_V2"], ops={"normal": [0] * 14, "reduce": [0] * 14})

@@ -91,8 +91,9 @@ def check_partial_channels(partial_channels, widths: Sequence[int]) -> int:
     K = check_positive_int("partial_channels", partial_channels, example=4)
     bad = [w for w in widths if w % K]
     if bad:
+        valid = max(k for k in range(1, K + 1) if all(w % k == 0 for w in widths))
         raise InvalidValueError(f"partial_channels={K} must divide the channels of every mixed op, but "
-                                f"{bad[0]} channels do not split into {K} groups; e.g. partial_channels=2 "
+                                f"{bad[0]} channels do not split into {K} groups; e.g. partial_channels={valid} "
                                 f"(or choose C as a multiple of {K})")
     return K
 
@@ -136,6 +137,11 @@ class Supernet(nn.Module):
         architecture of the space) or `ops` (an op index per edge, per cell type): that sub-network
         only. `weights` (a (num_edges, num_ops) tensor per cell type): those mixing weights instead
         of softmax(α); with `ops` too, only the chosen ops run, scaled by their weight (GDAS)."""
+        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != self.in_channels:
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            hint = f"in_channels={x.shape[1]}" if isinstance(x, torch.Tensor) and x.dim() == 4 else "a 4-d tensor"
+            raise InvalidValueError(f"x must be a batch of images of shape (B, {self.in_channels}, H, W), got "
+                                    f"{got}; e.g. build the supernet with {hint} for this data")
         if arch is not None:
             if ops is not None:
                 raise InvalidValueError("give arch= or ops=, not both: arch is turned into one op per edge")
