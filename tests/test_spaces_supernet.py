@@ -75,6 +75,12 @@ def test_darts_supernet_has_the_authors_parameter_count():
     assert count(net.arch_parameters()) == 2 * 14 * 8
 
 
+def test_darts_supernet_follows_the_spaces_nodes():
+    net = DartsSpace(steps=2).supernet(C=2, layers=3)
+    assert [tuple(a.shape) for a in net.arch_parameters()] == [(5, 8), (5, 8)]  # 2 + 3 edges
+    assert net.concat == (2, 3) and DartsSpace(steps=2).validate(net.derived())
+
+
 def test_darts_supernet_count_by_hand_at_other_sizes():
     net = DartsSpace().supernet(C=4, layers=5, num_classes=7, in_channels=1)
     assert count(net.weight_parameters()) == darts_search_params_by_hand(C=4, layers=5, num_classes=7, in_channels=1)

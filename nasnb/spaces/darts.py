@@ -392,15 +392,18 @@ class DartsSpace(SpaceValue):
         return DartsNetwork(genotype, auxiliary=check_bool("auxiliary", auxiliary), drop_path_prob=drop_path_prob,
                             **sizes)
 
-    def supernet(self, C: int = 16, layers: int = 8, num_classes: int = 10, in_channels: int = 3, steps: int = 4,
-                 multiplier: int = 4, stem_multiplier: int = 3, partial_channels: int = 1,
-                 edge_normalization: bool | None = None):
+    def supernet(self, C: int = 16, layers: int = 8, num_classes: int = 10, in_channels: int = 3,
+                 steps: int | None = None, multiplier: int | None = None, stem_multiplier: int = 3,
+                 partial_channels: int = 1, edge_normalization: bool | None = None):
         """The DARTS search network (see darts_supernet.py): every edge a mixed op over 'none' and the
-        space's candidate ops, α of shape (14, 8) per cell type for 4 nodes. `partial_channels=K` and
-        `edge_normalization` (β; None: on when K > 1) are PC-DARTS'."""
+        space's candidate ops, α of shape (14, 8) per cell type for 4 nodes. `steps` and `multiplier`
+        (nodes concatenated into the output) default to the space's steps, 4 for DartsSpace().
+        `partial_channels=K` and `edge_normalization` (β; None: on when K > 1) are PC-DARTS'."""
         from nasnb.spaces.darts_supernet import DartsSupernet
 
-        steps = check_int("steps", steps, minimum=1, maximum=MAX_STEPS, example=self.steps)
+        steps = self.steps if steps is None else check_int("steps", steps, minimum=1, maximum=MAX_STEPS,
+                                                           example=self.steps)
+        multiplier = steps if multiplier is None else multiplier
         if steps != self.steps:  # derived() must give genotypes of this space
             raise InvalidValueError(f"steps={steps} differs from this space's {self.steps} nodes per cell; "
                                     f"use steps={self.steps}, or DartsSpace(steps={steps}).supernet(...)")

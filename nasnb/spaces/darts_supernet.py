@@ -18,7 +18,9 @@ With `partial_channels=K` (PC-DARTS, Xu et al., ICLR 2020, Sec. 3) each mixed op
 and the node inputs are weighted by edge normalisation β: node i adds softmax(β_i)_j · edge_ij(x_j)
 over its inputs j, and the derived cell ranks edges by softmax(α) · softmax(β).
 
-The modes of `forward` (relaxation, one sub-network, GDAS' hard weights) are those of supernet.py.
+The modes of `forward` (relaxation, one sub-network, GDAS' hard weights) are those of supernet.py;
+β weights the node inputs in the relaxation (softmax(α) or given weights), never in a sub-network
+chosen by `arch` or `ops`.
 """
 from __future__ import annotations
 

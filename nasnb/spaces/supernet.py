@@ -62,6 +62,8 @@ class MixedOp(nn.Module):
         Returns None when the result is all zeros (only 'none' ops ran, no channels bypass): the
         cell then has nothing to add.
         """
+        if weights is None and op is None:
+            raise InvalidValueError("a MixedOp needs weights= (one per op) or op= (the index of the op to run)")
         K = self.partial_channels
         if K > 1:
             k = x.shape[1] // K
