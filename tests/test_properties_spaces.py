@@ -12,7 +12,6 @@ A run tries the sum of the `max_examples` below (each test's `budget`).
 """
 from __future__ import annotations
 
-import contextlib
 import numbers
 import re
 
@@ -27,6 +26,7 @@ from nasnb.spaces.darts import CANDIDATE_OPS, GENOTYPES, DartsSpace, Genotype
 from nasnb.spaces.nb201 import NB201Space
 from nasnb.spaces.ops import DARTS_OPS
 from nasnb.spaces.toy import ToySpace
+from nasnb.strategies.reinforce import one_thread  # a tiny forward pass: a second thread only waits
 
 NB201 = NB201Space()
 DARTS = DartsSpace()
@@ -49,18 +49,6 @@ def outcome(call, *args, **kwargs):
         message = str(err)
         assert 0 < len(message) <= MAX_MESSAGE, f"{type(err).__name__} of {len(message)} chars: {message[:300]}"
         return None, type(err)
-
-
-@contextlib.contextmanager
-def one_thread():
-    """Run torch on one thread for a tiny forward pass: more only add overhead, and on a busy
-    machine their spin-waits make an 8x8 forward 50x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def is_int(value) -> bool:
