@@ -3,5 +3,6 @@ from nasnb.strategies.base import Proposal, Search, Strategy
 from nasnb.strategies.random import RandomSearch
 from nasnb.strategies.reinforce import Controller, Reinforce
 from nasnb.strategies.evolution import RegularizedEvolution
+from nasnb.strategies.darts import DARTS
 
-__all__ = ["Proposal", "Search", "Strategy", "RandomSearch", "RegularizedEvolution", "Controller", "Reinforce"]
+__all__ = ["Proposal", "Search", "Strategy", "RandomSearch", "RegularizedEvolution", "Controller", "Reinforce", "DARTS"]
