@@ -78,10 +78,13 @@ def unrolled_alpha_gradient(net, train_batch, val_batch, xi: float, *, momentum:
     the authors' `_compute_unrolled_model`: w' = w − ξ (μ·buf + ∇_w L_train(w, α) + λ·w), with
     `momentum_buffers` (weight name -> SGD momentum buffer; none before the first step) and
     `weight_decay` λ. `epsilon_scale` is eq. 8's 0.01: the finite difference is exact to O(ε²).
-    BatchNorm runs in train mode throughout (batch statistics), as in the authors' code.
+    BatchNorm runs in train mode throughout (batch statistics), as in the authors' code; every
+    forward pass, the virtual ones at w', w+ and w− included, updates its running statistics,
+    which nothing in the search reads.
     """
-    weights = {name: p for name, p in net.named_parameters() if not _is_arch(net, p)}
     alphas = net.arch_parameters()
+    arch_ids = {id(a) for a in alphas}
+    weights = {name: p for name, p in net.named_parameters() if id(p) not in arch_ids}
     buffers = momentum_buffers or {}
 
     # eq. 6: w' = one SGD step on the training batch (from the current w and α)
@@ -108,10 +111,6 @@ def unrolled_alpha_gradient(net, train_batch, val_batch, xi: float, *, momentum:
 
     plus, minus = alpha_gradient_of_train_loss(+1.0), alpha_gradient_of_train_loss(-1.0)
     return [ga - xi * (gp - gm) / (2 * epsilon) for ga, gp, gm in zip(grad_alpha, plus, minus)]
-
-
-def _is_arch(net, p) -> bool:
-    return any(p is a for a in net.arch_parameters())
 
 
 # ------------------------------------------------------------------------- the search
@@ -157,7 +156,8 @@ class DARTS(Search):
                                    f"got {short(space)}")
         if not hasattr(data, "train") or not hasattr(data, "fingerprint"):
             raise InvalidTypeError(f"data must be a nasnb.data.TensorData, got {short(data)}; DARTS trains a "
-                                   "supernet on data (it takes no evaluator): e.g. DARTS(space, nasnb.data.load('digits'))")
+                                   "supernet on data (it takes no evaluator): "
+                                   "e.g. DARTS(space, nasnb.data.load('digits'))")
         check_data(data)
         self.order = check_int("order", order, minimum=1, maximum=2, example=2)
         self.batch_size = check_positive_int("batch_size", batch_size, example=64)
@@ -306,8 +306,9 @@ class DARTS(Search):
         else:
             cause = (f"the learning rates are probably too high for this supernet; try e.g. w_lr={self.w_lr / 10:g} "
                      f"or alpha_lr={self.alpha_lr / 10:g} (a tenth), or a smaller grad_clip")
-        raise TrainingDivergedError(f"DARTS diverged at step {len(self.history)}: the {what} is {float(value.detach())}. "
-                                    f"Likely cause: {cause}. Nothing was recorded for this step.")
+        raise TrainingDivergedError(f"DARTS diverged at step {len(self.history)}: the {what} is "
+                                    f"{float(value.detach())}. Likely cause: {cause}. "
+                                    "Nothing was recorded for this step.")
 
     # ---------------------------------------------------------------- what views and checkpoints read
 
