@@ -21,7 +21,7 @@ from pathlib import Path
 
 from nasnb import registry
 from nasnb.checks import check_int, check_seed
-from nasnb.errors import InvalidValueError, NasnbError, ResumeMismatchError
+from nasnb.errors import EvaluationError, InvalidValueError, NasnbError, ResumeMismatchError
 
 USAGE_ERROR = 2  # the exit status of a user's mistake, as argparse uses it
 # Errors about a path the user gave (-o, --out, --dir): their message says it all.
@@ -110,26 +110,46 @@ def _has_module(name: str) -> bool:
 # ============================================================================= nasnb search
 
 
+def load_data(args):
+    """--dataset (cut to --train-size), after checking --device: before anything loads or trains."""
+    from nasnb import data as datasets
+    from nasnb import train
+
+    try:
+        train.pick_device(args.device)
+    except ValueError as err:
+        raise InvalidValueError(f"--device: {err}") from err
+    data = datasets.load(args.dataset, root=args.data_root, seed=args.seed)
+    if args.train_size is not None:
+        try:
+            data = data.subset(train_size=args.train_size, seed=args.seed)
+        except ValueError as err:  # larger than the split: the data set's message says how large
+            raise InvalidValueError(f"--train-size: {err}") from err
+    return data
+
+
+def make_search(space, args, seed: int):
+    """The --strategy: an ask/tell strategy gets an evaluator; a one-shot search (DARTS) trains a
+    supernet on the data itself, and --trials counts its steps."""
+    from nasnb.strategies import Strategy
+
+    strategy = registry.get("strategy", args.strategy)
+    if issubclass(strategy, Strategy):
+        return strategy(space, make_evaluator(space, args), seed=seed)
+    if not hasattr(space, "supernet"):
+        raise InvalidValueError(f"--strategy {args.strategy} searches a supernet, which the {args.space} space "
+                                f"has not; use --space nb201 or --space darts")
+    return strategy(space, load_data(args), seed=seed, device=args.device)
+
+
 def make_evaluator(space, args):
     """What scores an architecture of `space`: training it on --dataset when the space builds
     networks; the space's own formula when it has one instead (ToySpace: its known optimum, so a
     search runs in a second and the training options do not apply)."""
     if hasattr(space, "build"):
-        from nasnb import data as datasets
-        from nasnb import train
         from nasnb.evaluators import TrainEvaluator
 
-        try:  # checked before the data loads and the first network trains
-            train.pick_device(args.device)
-        except ValueError as err:
-            raise InvalidValueError(f"--device: {err}") from err
-        data = datasets.load(args.dataset, root=args.data_root, seed=args.seed)
-        if args.train_size is not None:
-            try:
-                data = data.subset(train_size=args.train_size, seed=args.seed)
-            except ValueError as err:  # larger than the split: the data set's message says how large
-                raise InvalidValueError(f"--train-size: {err}") from err
-        return TrainEvaluator(data, epochs=args.epochs, space=space, seed=args.seed, device=args.device)
+        return TrainEvaluator(load_data(args), epochs=args.epochs, space=space, seed=args.seed, device=args.device)
     if hasattr(space, "evaluate"):
         return space.evaluate
     raise InvalidValueError(f"space {args.space!r} neither builds networks nor scores architectures, so "
@@ -148,8 +168,7 @@ def cmd_search(args) -> int:
         check_int("--train-size", args.train_size, minimum=1)
     seed = check_seed("--seed", args.seed)
     space = registry.get("space", args.space)()
-    evaluator = make_evaluator(space, args)
-    search = registry.get("strategy", args.strategy)(space, evaluator, seed=seed)
+    search = make_search(space, args, seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "search.ckpt"
@@ -165,11 +184,21 @@ def cmd_search(args) -> int:
         return 130  # 128 + SIGINT, as a shell reports it
     search.history.save(out / "history.json")
     best = search.best()
+    if best is None and hasattr(search, "derived"):  # a one-shot search: its cell is the derived one
+        best = search.history[-1]
+        arch = space.format(search.derived())
+        summary = f"derived after {len(search.history)} steps ({search.metric}={best.value(search.metric):.3f} on a batch)"
+    elif best is None:
+        raise EvaluationError(f"none of the {len(search.history)} trials completed; their errors are in "
+                              f"{out / 'history.json'}")
+    else:
+        arch = best.arch
+        params = f" params={best.metrics['params']:,}" if "params" in best.metrics else ""
+        summary = f"best of {len(search.history)}: {search.metric}={best.value(search.metric):.3f}{params}"
     fmt = "svg" if viz.has_dot() else "png"
-    (out / f"best_cell.{fmt}").write_bytes(viz.cell_image(space, space.parse(best.arch), format=fmt))
+    (out / f"best_cell.{fmt}").write_bytes(viz.cell_image(space, space.parse(arch), format=fmt))
     plot_search(search, out / "search.png")
-    params = f" params={best.metrics['params']:,}" if "params" in best.metrics else ""
-    print(f"best of {len(search.history)}: {search.metric}={best.value(search.metric):.3f}{params} {best.arch}")
+    print(f"{summary} {arch}")
     print(f"wrote {out / 'history.json'}, {out / f'best_cell.{fmt}'}, {out / 'search.png'} "
           f"(and {checkpoint}: run the same command again to continue)")
     return 0

@@ -9,6 +9,8 @@ import pytest
 
 from nasnb import cli, registry
 from nasnb.errors import DamagedFileError, ResumeMismatchError
+from nasnb.spaces import NB201Space
+from nasnb.spaces.nb201 import OPS as NB201_OPS
 from nasnb.spaces.toy import ToySpace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -290,3 +292,23 @@ def test_space_and_strategy_choices_are_the_registrys(monkeypatch, capsys):
     help_text = capsys.readouterr().out
     assert "{" + ",".join(registry.names("space")) + "}" in help_text
     assert "{" + ",".join(registry.names("strategy")) + "}" in help_text and "mine" in help_text
+
+
+def test_search_with_darts_records_steps_draws_the_derived_cell_and_resumes(tmp_path):
+    """A one-shot search from the terminal: --trials counts its steps, the cell drawn is the derived
+    one (the argmax of α per edge, as the saved history's last step says), and it continues."""
+    from nasnb.history import History, Step
+
+    out = tmp_path / "darts"
+    args = ["search", "--strategy", "darts", "--train-size", "64", "--device", "cpu", "--out", str(out)]
+    assert cli.main(args + ["--trials", "2"]) == 0
+    history = History.load(out / "history.json")
+    assert len(history) == 2 and all(isinstance(r, Step) for r in history)
+    alphas = history[-1].info["alphas"]["cell"]  # softmax(α): 6 edges x 5 ops
+    by_hand = [NB201_OPS[max(range(len(edge)), key=edge.__getitem__)] for edge in alphas]
+    assert history[-1].arch == NB201Space().format(tuple(by_hand))
+    assert list(out.glob("best_cell.*")) and (out / "search.png").exists()
+    assert cli.main(args + ["--trials", "3"]) == 0
+    longer = History.load(out / "history.json")
+    assert len(longer) == 3 and longer[:2] == history[:2]
+    assert cli.main(["search", "--strategy", "darts", "--space", "toy", "--trials", "1"]) == 2

@@ -23,7 +23,7 @@ import torch
 
 from nasnb.checks import check_int, check_positive_float, check_seed, check_str, short
 from nasnb.errors import DamagedFileError, InvalidTypeError, InvalidValueError, NasnbError, ResumeMismatchError
-from nasnb.history import History, Record, Trial, record_from_dict
+from nasnb.history import History, Record, Step, Trial, record_from_dict
 from nasnb.spaces.base import SearchSpace
 from nasnb.storage import Checkpoint, dumps
 
@@ -170,7 +170,9 @@ class Search(metaclass=_SnapshotAfterInit):
         return self.history
 
     def _progress_note(self) -> dict:
-        best, failed = self.best(), self.history.count("failed")
+        best, failed, last = self.best(), self.history.count("failed"), self.history[-1]
+        if best is None and isinstance(last, Step) and self.metric in last.metrics:  # a search of steps
+            return {self.metric: f"{last.value(self.metric):.4g}"}
         note = {f"best {self.metric}": "-" if best is None else f"{best.value(self.metric):.4g}"}
         if failed:
             note["failed"] = failed
