@@ -17,6 +17,7 @@ from nasnb.spaces import DartsSpace, GENOTYPES, Genotype, NB201Space
 from nasnb.spaces.nb201 import NB201Cell
 from nasnb.spaces.ops import DARTS_PRIMITIVES
 from nasnb.spaces.supernet import NB201SearchCell
+from nasnb.strategies.reinforce import one_thread
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("darts_baseline", ROOT / "benchmarks" / "darts_baseline.py")
@@ -27,12 +28,10 @@ NB201_OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Small convolutions on a loaded 2-core machine are 10x faster and steadier on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def single_thread():
+    """Small convolutions on a loaded 2-core machine are much faster and steadier on one thread."""
+    with one_thread():
+        yield
 
 
 def count(params) -> int:
