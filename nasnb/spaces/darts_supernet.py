@@ -18,6 +18,8 @@ With `partial_channels=K` (PC-DARTS, Xu et al., ICLR 2020, Sec. 3) each mixed op
 and the node inputs are weighted by edge normalisation β: node i adds softmax(β_i)_j · edge_ij(x_j)
 over its inputs j, and the derived cell ranks edges by softmax(α) · softmax(β).
 
+P-DARTS' `keep` (ops each edge holds) and `skip_dropout` are those of supernet.py.
+
 The modes of `forward` (relaxation, one sub-network, GDAS' hard weights) are those of supernet.py;
 β weights the node inputs in the relaxation (softmax(α) or given weights), never in a sub-network
 chosen by `arch` or `ops`.
@@ -49,7 +51,8 @@ class DartsSearchCell(nn.Module):
     """A normal or reduction cell with a MixedOp on every edge (j -> node i, j < i + 2)."""
 
     def __init__(self, op_names, steps: int, multiplier: int, C_prev_prev: int, C_prev: int, C: int,
-                 reduction: bool, reduction_prev: bool, partial_channels: int = 1):
+                 reduction: bool, reduction_prev: bool, partial_channels: int = 1, keep=None):
+        """`keep`: an optional (num_edges, num_ops) bool mask; an op it drops gets no module (P-DARTS)."""
         super().__init__()
         self.reduction, self.steps, self.multiplier, self.C = reduction, steps, multiplier, C
         # c_{k-2} is twice as large as c_{k-1} when the previous cell reduced: halve it too.
@@ -62,7 +65,9 @@ class DartsSearchCell(nn.Module):
         for i in range(steps):
             for j in range(i + 2):
                 stride = 2 if reduction and j < 2 else 1  # only the cell inputs are downsampled
-                ops = {name: _search_op(name, C // partial_channels, stride) for name in op_names}
+                row = [True] * len(op_names) if keep is None else keep[len(self.mixed)].tolist()
+                ops = {name: _search_op(name, C // partial_channels, stride) if kept else None
+                       for name, kept in zip(op_names, row)}
                 self.mixed.append(MixedOp(ops, stride, partial_channels))
 
     def forward(self, s0, s1, weights=None, ops=None, edge_weights=None):
@@ -98,7 +103,8 @@ class DartsSupernet(Supernet):
 
     def __init__(self, C: int = 16, layers: int = 8, num_classes: int = 10, in_channels: int = 3, steps: int = 4,
                  multiplier: int = 4, stem_multiplier: int = 3, op_names=DARTS_PRIMITIVES,
-                 partial_channels: int = 1, edge_normalization: bool | None = None):
+                 partial_channels: int = 1, edge_normalization: bool | None = None, keep: dict | None = None,
+                 skip_dropout: float = 0.0):
         super().__init__()
         C = check_positive_int("C", C, example=16)
         layers = check_positive_int("layers", layers, example=8)
@@ -123,6 +129,7 @@ class DartsSupernet(Supernet):
         self.concat = tuple(range(2 + self.steps - self.multiplier, self.steps + 2))
         num_edges = sum(i + 2 for i in range(self.steps))
         self._init_alpha(num_edges)
+        self._init_keep(keep)
         if self.edge_normalization:
             self.beta = nn.ParameterDict(
                 {cell: nn.Parameter(ALPHA_INIT_SCALE * torch.randn(num_edges)) for cell in self.cell_names})
@@ -137,11 +144,13 @@ class DartsSupernet(Supernet):
             if reduction:
                 C_curr *= 2  # halve the resolution, double the channels
             self.cells.append(DartsSearchCell(self.op_names, self.steps, self.multiplier, C_prev_prev, C_prev,
-                                              C_curr, reduction, reduction_prev, self.partial_channels))
+                                              C_curr, reduction, reduction_prev, self.partial_channels,
+                                              self.keep["reduce" if reduction else "normal"]))
             reduction_prev = reduction
             C_prev_prev, C_prev = C_prev, self.multiplier * C_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_prev, num_classes)
+        self.skip_dropout = skip_dropout
 
     def edge_weights(self) -> dict | None:
         """PC-DARTS' β as weights per edge: softmax over each node's inputs, per cell type (or None)."""
@@ -197,22 +206,28 @@ class DartsSupernet(Supernet):
     def derived(self) -> Genotype:
         """The discretised cells by the rule of the DARTS code (genotype()): per node, the two incoming
         edges whose strongest non-'none' op is strongest, each with that op (PC-DARTS: α weights times
-        the edges' β weights)."""
+        the edges' β weights). Only kept ops compete (P-DARTS' `keep`); an edge that keeps no op but
+        'none' ranks below every other edge."""
         edge_weights = self.edge_weights()
         cells = {}
         with torch.no_grad():
-            for cell in self.cell_names:
-                W = F.softmax(self.alpha[cell], dim=-1)  # (num_edges, num_ops)
+            for cell, W in self.mixing_weights().items():  # (num_edges, num_ops), dropped ops 0
                 if edge_weights is not None:
                     W = W * edge_weights[cell][:, None]
-                W = W.tolist()
-                ops = [k for k, name in enumerate(self.op_names) if name != "none"]
+                W, keep = W.tolist(), self.keep[cell].tolist()
+                real = [k for k, name in enumerate(self.op_names) if name != "none"]
                 gene, start = [], 0
                 for i in range(self.steps):
                     rows = W[start:start + i + 2]
-                    strongest = sorted(range(i + 2), key=lambda j: -max(rows[j][k] for k in ops))[:2]  # stable
+                    ops = [[k for k in real if keep[start + j][k]] for j in range(i + 2)]  # kept, not 'none'
+                    usable = [j for j in range(i + 2) if ops[j]]
+                    if len(usable) < 2:
+                        raise InvalidValueError(f"{cell} cell, node {i}: keep leaves {len(usable)} of its inputs an "
+                                                f"op other than 'none', and a derived node needs two; keep an op on "
+                                                f"at least two of its edges")
+                    strongest = sorted(usable, key=lambda j: -max(rows[j][k] for k in ops[j]))[:2]  # stable
                     for j in strongest:
-                        best = max(ops, key=lambda k: (rows[j][k], -k))  # first of equals, as the paper's loop
+                        best = max(ops[j], key=lambda k: (rows[j][k], -k))  # first of equals, as the paper's loop
                         gene.append((self.op_names[best], j))
                     start += i + 2
                 cells[cell], cells[f"{cell}_concat"] = gene, self.concat

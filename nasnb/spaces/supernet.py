@@ -15,6 +15,13 @@ op counts. One class, three ways to run it, chosen by the arguments of `forward`
 * ``partial_channels=K`` at construction (PC-DARTS, Xu et al., 2020): only C/K channels go through
   the mixed op, the other channels bypass it, and a channel shuffle mixes the two.
 
+Two hooks for P-DARTS (Chen et al., ICCV 2019): ``keep`` at construction (the "switches" of Sec.
+3.2: per cell type a (num_edges, num_ops) bool mask; a dropped op has no module, and its softmax
+weight is exactly 0, the softmax running over the kept ops only; α keeps its full shape), and
+``skip_dropout`` (Sec. 3.3, dropout after every skip connection of the mixed ops, in training mode;
+the authors' CIFAR-10 script starts its three stages at 0.1, 0.4 and 0.7 and decays the rate
+within each stage), a constructor argument and an attribute to set between epochs.
+
 The 'none' op costs nothing: its output is zero, so it is skipped (its softmax weight still counts
 in the denominator, so the other weights are exactly DARTS').
 
@@ -29,7 +36,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nasnb.checks import check_int, check_positive_int, short
+from nasnb.checks import check_float, check_int, check_positive_int, short
 from nasnb.errors import InvalidTypeError, InvalidValueError
 from nasnb.spaces.ops import Identity, Pool, ReLUConvBN, ResNetBasicBlock, Zero
 
@@ -55,6 +62,15 @@ class MixedOp(nn.Module):
         self.names = tuple(ops)
         self.ops = nn.ModuleDict({name: op for name, op in ops.items() if op is not None})
         self.stride, self.partial_channels = stride, partial_channels
+        self.skip_dropout = 0.0  # P-DARTS' dropout rate after skip_connect; the supernet sets it
+
+    def run_op(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """One candidate op on x; a parameter-free skip connection goes through P-DARTS' dropout
+        (as in the authors' model_search.py: Identity followed by nn.Dropout(p), training mode only)."""
+        h = self.ops[name](x)
+        if self.skip_dropout > 0 and self.training and isinstance(self.ops[name], Identity):
+            h = F.dropout(h, self.skip_dropout, training=True)
+        return h
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None, op: int | None = None):
         """Weighted sum of all ops (`weights`), or the one op `op` (scaled by weights[op] if given).
@@ -70,14 +86,14 @@ class MixedOp(nn.Module):
             x, bypass = x[:, :k], x[:, k:]  # (B, C/K, H, W) through the ops, (B, C - C/K, H, W) around them
         if op is not None:
             name = self.names[op]
-            h = None if name not in self.ops else self.ops[name](x)
+            h = None if name not in self.ops else self.run_op(name, x)
             if h is not None and weights is not None:
                 h = weights[op] * h  # GDAS: the value of the one-hot weight is 1, its gradient reaches α
         else:
             h = None
             for i, name in enumerate(self.names):
-                if name in self.ops:  # 'none' is skipped: w * 0 adds nothing, and its gradient is 0
-                    term = weights[i] * self.ops[name](x)  # eq. (2) of DARTS
+                if name in self.ops:  # 'none' and dropped ops are skipped: w * 0 adds nothing
+                    term = weights[i] * self.run_op(name, x)  # eq. (2) of DARTS
                     h = term if h is None else h + term
         if K == 1:
             return h
@@ -101,8 +117,9 @@ def check_partial_channels(partial_channels, widths: Sequence[int]) -> int:
 
 
 class Supernet(nn.Module):
-    """What every supernet shares: α per cell type, the parameter split, α read out, and the
-    translation of `forward`'s arguments into per-edge weights or op indices.
+    """What every supernet shares: α per cell type, the parameter split, α read out, P-DARTS' op
+    mask and skip dropout, and the translation of `forward`'s arguments into per-edge weights or op
+    indices.
 
     Subclasses set `self.alpha` (an nn.ParameterDict, cell name -> (num_edges, num_ops)),
     `self.op_names`, and implement `_forward(x, weights, ops)` and `derived()`.
@@ -113,11 +130,67 @@ class Supernet(nn.Module):
     def __init__(self):
         super().__init__()
         self.beta = None  # PC-DARTS' edge normalisation, when a subclass uses it
+        self.keep = None  # P-DARTS' op mask, set by _init_keep
+        self._skip_dropout = 0.0
 
     def _init_alpha(self, num_edges: int) -> None:
         shape = (num_edges, len(self.op_names))
         self.alpha = nn.ParameterDict(
             {cell: nn.Parameter(ALPHA_INIT_SCALE * torch.randn(shape)) for cell in self.cell_names})
+
+    def _init_keep(self, keep) -> None:
+        """P-DARTS' switches: None keeps every op; else per cell type a (num_edges, num_ops) bool mask."""
+        if keep is None:
+            self.keep = {cell: torch.ones(a.shape, dtype=torch.bool) for cell, a in self.alpha.items()}
+        else:
+            self.keep = self._check_per_cell("keep", keep, self._check_keep)
+
+    def _check_keep(self, name: str, cell: str, mask) -> torch.Tensor:
+        shape = tuple(self.alpha[cell].shape)
+        example = f"e.g. {name}={{{cell!r}: torch.ones{shape}, dtype=torch.bool), ...}}"
+        if not isinstance(mask, torch.Tensor):
+            try:
+                mask = torch.tensor(mask)
+            except (TypeError, ValueError, RuntimeError):
+                raise InvalidTypeError(f"{name}[{cell!r}] must be a bool tensor of shape {shape} (edges x ops), "
+                                       f"got {short(mask)}; {example}") from None
+        if mask.dtype != torch.bool:
+            raise InvalidTypeError(f"{name}[{cell!r}] must hold bools (True keeps the op), got dtype {mask.dtype}; "
+                                   f"{example}")
+        if tuple(mask.shape) != shape:
+            raise InvalidValueError(f"{name}[{cell!r}] has shape {tuple(mask.shape)}; it needs {shape} "
+                                    f"(one row per edge, one column per op of {list(self.op_names)}); {example}")
+        empty = (~mask.any(dim=-1)).nonzero().flatten().tolist()
+        if empty:
+            raise InvalidValueError(f"{name}[{cell!r}] drops every op of edge {empty[0]}; each edge must keep at "
+                                    f"least one op (a row with a True)")
+        return mask.detach().cpu().clone()
+
+    def _kept(self, cell: str, edge: int) -> tuple:
+        """The names of the ops edge `edge` of cell type `cell` keeps."""
+        row = self.keep[cell][edge].tolist()
+        return tuple(name for name, kept in zip(self.op_names, row) if kept)
+
+    @property
+    def skip_dropout(self) -> float:
+        """P-DARTS' dropout rate after each skip connection of the mixed ops (training mode only)."""
+        return self._skip_dropout
+
+    @skip_dropout.setter
+    def skip_dropout(self, p) -> None:
+        p = check_float("skip_dropout", p, minimum=0.0, example=0.4)
+        if p >= 1.0:
+            raise InvalidValueError(f"skip_dropout must be in [0, 1) (1 drops every skip connection), got {p}; "
+                                    f"e.g. skip_dropout=0.4")
+        self._skip_dropout = p
+        for module in self.modules():
+            if isinstance(module, MixedOp):
+                module.skip_dropout = p
+
+    def mixing_weights(self) -> dict[str, torch.Tensor]:
+        """softmax(α) per cell type over each edge's kept ops; a dropped op's weight is exactly 0."""
+        return {cell: F.softmax(a.masked_fill(~self.keep[cell].to(a.device), float("-inf")), dim=-1)
+                for cell, a in self.alpha.items()}
 
     def arch_parameters(self) -> list[nn.Parameter]:
         """The architecture parameters: α per cell type (then β when edge normalisation is on)."""
@@ -130,9 +203,10 @@ class Supernet(nn.Module):
         return [p for p in self.parameters() if id(p) not in arch]
 
     def alphas(self) -> dict[str, list[list[float]]]:
-        """softmax(α) per cell type, per edge, as plain lists (rows in edge order, entries in op order)."""
+        """softmax(α) per cell type, per edge, as plain lists (rows in edge order, entries in op order;
+        an op dropped by `keep` has weight 0)."""
         with torch.no_grad():
-            return {cell: F.softmax(a, dim=-1).tolist() for cell, a in self.alpha.items()}
+            return {cell: w.tolist() for cell, w in self.mixing_weights().items()}
 
     def forward(self, x: torch.Tensor, arch=None, *, weights=None, ops=None) -> torch.Tensor:
         """Logits (B, num_classes). No arguments: the DARTS relaxation with softmax(α). `arch` (an
@@ -148,12 +222,14 @@ class Supernet(nn.Module):
             if ops is not None:
                 raise InvalidValueError("give arch= or ops=, not both: arch is turned into one op per edge")
             ops = self.arch_to_ops(arch)
+            for cell, indices in ops.items():
+                self._check_kept("arch", cell, indices)
         elif ops is not None:
             ops = self._check_per_cell("ops", ops, self._check_ops)
         if weights is not None:
             weights = self._check_per_cell("weights", weights, self._check_weights)
         elif ops is None:
-            weights = {cell: F.softmax(a, dim=-1) for cell, a in self.alpha.items()}  # eq. (2) of DARTS
+            weights = self.mixing_weights()  # softmax(α), eq. (2) of DARTS
         return self._forward(x, weights, ops)
 
     # ------------------------------------------------------------------ argument checks
@@ -187,8 +263,17 @@ class Supernet(nn.Module):
         if isinstance(indices, (str, bytes)) or not isinstance(indices, Sequence) or len(indices) != num_edges:
             raise InvalidValueError(f"{name}[{cell!r}] must list one op index per edge ({num_edges}), got "
                                     f"{short(indices)}; e.g. {[0] * num_edges}")
-        return tuple(check_int(f"{name}[{cell!r}][{e}]", i, minimum=0, maximum=num_ops - 1)
-                     for e, i in enumerate(indices))
+        indices = tuple(check_int(f"{name}[{cell!r}][{e}]", i, minimum=0, maximum=num_ops - 1)
+                        for e, i in enumerate(indices))
+        return self._check_kept(name, cell, indices)
+
+    def _check_kept(self, name: str, cell: str, indices: tuple) -> tuple:
+        """A sub-network may only use kept ops; 'none' (no edge, no module) is always allowed."""
+        for e, i in enumerate(indices):
+            if not self.keep[cell][e, i] and self.op_names[i] != "none":
+                raise InvalidValueError(f"{name} chooses {self.op_names[i]!r} on edge {e} of the {cell} cell, but "
+                                        f"keep dropped it there; choose one of {list(self._kept(cell, e))}")
+        return indices
 
 
 class NB201Supernet(Supernet):
@@ -200,7 +285,7 @@ class NB201Supernet(Supernet):
     """
 
     def __init__(self, C: int = 16, N: int = 5, num_classes: int = 10, in_channels: int = 3,
-                 partial_channels: int = 1):
+                 partial_channels: int = 1, keep: dict | None = None, skip_dropout: float = 0.0):
         from nasnb.spaces.nb201 import EDGES, OPS
 
         super().__init__()
@@ -210,16 +295,18 @@ class NB201Supernet(Supernet):
         self.partial_channels = check_partial_channels(partial_channels, (C, 2 * C, 4 * C))
         self.op_names, self.edges = OPS, EDGES
         self._init_alpha(len(EDGES))
+        self._init_keep(keep)
         self.stem = nn.Sequential(nn.Conv2d(in_channels, C, 3, padding=1, bias=False), nn.BatchNorm2d(C))
         layers = []
         for stage, width in enumerate((C, 2 * C, 4 * C)):
             if stage > 0:
                 layers.append(ResNetBasicBlock(width // 2, width, stride=2))  # halves H and W
-            layers += [NB201SearchCell(width, self.partial_channels) for _ in range(N)]
+            layers += [NB201SearchCell(width, self.partial_channels, self.keep["cell"]) for _ in range(N)]
         self.cells = nn.ModuleList(layers)
         self.lastact = nn.Sequential(nn.BatchNorm2d(4 * C), nn.ReLU(inplace=False))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(4 * C, num_classes)
+        self.skip_dropout = skip_dropout
 
     def _forward(self, x, weights, ops):
         h = self.stem(x)
@@ -240,8 +327,10 @@ class NB201Supernet(Supernet):
         return {"cell": tuple(self.op_names.index(op) for op in arch)}
 
     def derived(self) -> tuple:
-        """The discretised cell: the strongest op (largest α, 'none' included) on each edge."""
-        return tuple(self.op_names[i] for i in self.alpha["cell"].argmax(dim=-1).tolist())
+        """The discretised cell: the strongest kept op (largest α, 'none' included) on each edge."""
+        with torch.no_grad():
+            strongest = self.mixing_weights()["cell"].argmax(dim=-1).tolist()
+        return tuple(self.op_names[i] for i in strongest)
 
 
 def _nb201_search_op(name: str, C: int):
@@ -256,16 +345,20 @@ def _nb201_search_op(name: str, C: int):
 
 
 class NB201SearchCell(nn.Module):
-    """A NB201 cell whose 6 edges are mixed ops: node_i = sum_{j<i} mixed_ij(node_j)."""
+    """A NB201 cell whose 6 edges are mixed ops: node_i = sum_{j<i} mixed_ij(node_j). `keep`: an
+    optional (6, 5) bool mask of the ops each edge holds (P-DARTS); a dropped op gets no module."""
 
-    def __init__(self, C: int, partial_channels: int = 1):
+    def __init__(self, C: int, partial_channels: int = 1, keep: torch.Tensor | None = None):
         from nasnb.spaces.nb201 import EDGES, OPS
 
         super().__init__()
         self.C, self.edges = C, EDGES
         C_op = C // partial_channels
+        keep = torch.ones(len(EDGES), len(OPS), dtype=torch.bool) if keep is None else keep
         self.mixed = nn.ModuleList(
-            MixedOp({op: _nb201_search_op(op, C_op) for op in OPS}, 1, partial_channels) for _ in EDGES)
+            MixedOp({op: _nb201_search_op(op, C_op) if keep[e, k] else None for k, op in enumerate(OPS)},
+                    1, partial_channels)
+            for e in range(len(EDGES)))
 
     def forward(self, x, weights=None, ops=None):  # (B, C, H, W) -> (B, C, H, W)
         nodes = [x]
