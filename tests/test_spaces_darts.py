@@ -612,3 +612,11 @@ def test_drop_path_spares_identity_ops():
         torch.manual_seed(1)
         b = cell(s0, s1, drop_prob=0.9)
         assert torch.equal(a, b) != dropped
+
+
+def test_supernet_passes_the_p_darts_options_to_the_supernet():
+    keep = torch.ones(14, 8, dtype=torch.bool)
+    keep[:, 3] = False  # the fourth op of every edge
+    net = DartsSpace().supernet(C=4, layers=3, keep={"normal": keep, "reduce": keep}, skip_dropout=0.2)
+    assert net.skip_dropout == 0.2 and torch.equal(net.keep["reduce"], keep)
+    assert all(row[3] == 0.0 for cell in net.alphas().values() for row in cell)

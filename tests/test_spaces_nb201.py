@@ -485,3 +485,11 @@ def test_build_rejects_bad_sizes():
         SPACE.build(PAPER_ARCH, N=2.5)  # not truncated to 2
     with pytest.raises(InvalidTypeError, match="in_channels.*True"):
         SPACE.build(PAPER_ARCH, in_channels=True)
+
+
+def test_supernet_passes_the_p_darts_options_to_the_supernet():
+    keep = torch.ones(6, 5, dtype=torch.bool)
+    keep[:, 1] = False  # drop skip_connect everywhere
+    net = NB201Space().supernet(C=4, N=1, keep={"cell": keep}, skip_dropout=0.3)
+    assert net.skip_dropout == 0.3 and torch.equal(net.keep["cell"], keep)
+    assert all(row[1] == 0.0 for row in net.alphas()["cell"])

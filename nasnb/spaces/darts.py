@@ -394,11 +394,12 @@ class DartsSpace(SpaceValue):
 
     def supernet(self, C: int = 16, layers: int = 8, num_classes: int = 10, in_channels: int = 3,
                  steps: int | None = None, multiplier: int | None = None, stem_multiplier: int = 3,
-                 partial_channels: int = 1, edge_normalization: bool | None = None):
+                 partial_channels: int = 1, edge_normalization: bool | None = None, **options):
         """The DARTS search network (see darts_supernet.py): every edge a mixed op over 'none' and the
         space's candidate ops, α of shape (14, 8) per cell type for 4 nodes. `steps` and `multiplier`
         (nodes concatenated into the output) default to the space's steps, 4 for DartsSpace().
-        `partial_channels=K` and `edge_normalization` (β; None: on when K > 1) are PC-DARTS'."""
+        `partial_channels=K` and `edge_normalization` (β; None: on when K > 1) are PC-DARTS'; the
+        other `options` (P-DARTS' keep= and skip_dropout=, ...) go to DartsSupernet."""
         from nasnb.spaces.darts_supernet import DartsSupernet
 
         steps = self.steps if steps is None else check_int("steps", steps, minimum=1, maximum=MAX_STEPS,
@@ -410,4 +411,4 @@ class DartsSpace(SpaceValue):
         return DartsSupernet(C=C, layers=layers, num_classes=num_classes, in_channels=in_channels, steps=steps,
                              multiplier=multiplier, stem_multiplier=stem_multiplier,
                              op_names=("none",) + tuple(op for op in self.candidate_ops if op != "none"),
-                             partial_channels=partial_channels, edge_normalization=edge_normalization)
+                             partial_channels=partial_channels, edge_normalization=edge_normalization, **options)

@@ -291,13 +291,14 @@ class NB201Space(SpaceValue):
         return NB201Network(arch, C, N, num_classes, in_channels)
 
     def supernet(self, C: int = 16, N: int = 5, num_classes: int = 10, in_channels: int = 3,
-                 partial_channels: int = 1):
+                 partial_channels: int = 1, **options):
         """The one-shot network: build()'s skeleton with every cell edge a mixed op over the 5 ops
-        and α of shape (6, 5) (see supernet.py; `partial_channels=K` is PC-DARTS' K)."""
+        and α of shape (6, 5) (see supernet.py; `partial_channels=K` is PC-DARTS' K; the other
+        `options`, e.g. P-DARTS' keep= and skip_dropout=, go to NB201Supernet)."""
         from nasnb.spaces.supernet import NB201Supernet
 
         return NB201Supernet(C=C, N=N, num_classes=num_classes, in_channels=in_channels,
-                             partial_channels=partial_channels)
+                             partial_channels=partial_channels, **options)
 
 
 class NB201Cell(nn.Module):
