@@ -32,6 +32,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "progress": "nasnb.viz.search:plot_progress",
         "population": "nasnb.viz.search:plot_population",
         "policy": "nasnb.viz.policy:plot_policy",
+        "alphas": "nasnb.viz.alphas:plot_alphas",
     },
 }
 

@@ -96,7 +96,7 @@ def test_panels_are_the_ones_the_strategy_asks_for():
 
 
 def test_plot_panels_are_the_registry_views(monkeypatch):
-    assert list(PANELS) == ["cell", "policy", "population", "progress"]
+    assert list(PANELS) == ["cell", "alphas", "policy", "population", "progress"]
     for name in ("population", "progress", "policy"):
         panel = make_panel(name)
         assert isinstance(panel, PlotPanel) and panel.title == name

@@ -3,9 +3,11 @@
 cells.py   the cell DAGs of a space, like the papers' figures (graphviz, or matplotlib without `dot`)
 search.py  what a search did: progress (any search), populations, best-so-far curves
 policy.py  a REINFORCE controller's per-decision probabilities, entropy, reward and baseline
+alphas.py  a one-shot search's softmax(α) per edge, their history, the derived cell (DARTS)
 
 Importing nasnb.viz loads neither matplotlib nor graphviz; each renderer imports what it draws with.
 """
+from nasnb.viz.alphas import LiveAlphas, alpha_data, plot_alphas
 from nasnb.viz.cells import (
     CELL_TITLES, FALLBACK_COLOR, OP_COLORS, ROLE_COLORS, cell_data, cell_image, draw_cell, has_dot, op_color,
 )
@@ -19,4 +21,5 @@ __all__ = [
     "cell_data", "cell_image", "draw_cell", "has_dot", "op_color",
     "progress_data", "plot_progress", "population_data", "plot_population", "best_so_far_data", "plot_best_so_far",
     "policy_data", "plot_policy",
+    "alpha_data", "plot_alphas", "LiveAlphas",
 ]

@@ -14,6 +14,7 @@ view of `nasnb.registry` ("view"), each shown by a `PlotPanel`:
     progress    metric per trial or step and the best-so-far line (nasnb.viz.plot_progress)
     population  an evolution's population (nasnb.viz.plot_population)
     policy      a controller's per-decision probabilities (nasnb.viz.plot_policy)
+    alphas      a one-shot search's softmax(α) per edge, live (`AlphasPanel`; nasnb.viz.plot_alphas)
 
 A view registered later (`registry.register("view", "mine", "mypackage.plots:plot_mine")`) is a
 panel too.
@@ -262,11 +263,95 @@ LAYOUTS: dict[str, tuple] = {
 }
 
 
-def view_panel(name: str) -> PlotPanel:
-    """A PlotPanel of the registered view `name` (imported when it first draws)."""
+class AlphasPanel(Panel):
+    """A one-shot search's softmax(α) per edge as bars, their history as lines, and the derived cell.
+
+    The bars and lines are `nasnb.viz.alphas.LiveAlphas`: drawn once, then moved in place at every
+    step (bar heights, line data) and repainted over a cached background, so a redraw costs a few
+    milliseconds instead of the ~100-200 ms of a figure drawn from scratch. The derived cell (both
+    cells for DARTS) is drawn by `nasnb.viz.cell_image` (graphviz when `dot` exists) only when the
+    derived architecture changes, and cached, so scrubbing back with the slider redraws nothing
+    twice. `cell_draws` counts the cell drawings actually made.
+    """
+
+    title = "alphas"
+
+    def __init__(self, figsize: tuple | None = None, dpi: int = 72, cache_size: int = 64):
+        super().__init__()
+        from nasnb.viz.alphas import LiveAlphas  # matplotlib itself loads only when the panel first draws
+
+        self.live = LiveAlphas(figsize=figsize, dpi=dpi)
+        self.cache_size = cache_size
+        self.cell_draws = 0
+        self._cells: OrderedDict = OrderedDict()  # (id(space), derived text) -> PNG bytes (None: not drawable)
+        self._shown: tuple | None = None  # (history object, upto) on screen
+        self._derived_shown: tuple | None = None  # (id(space), derived text) on screen
+        self.caption = widgets.HTML()
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
+        self.derived_caption = widgets.HTML()
+        self.derived_image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
+        self.widget = widgets.VBox([self.caption, self.image, self.derived_caption, self.derived_image])
+
+    def update(self, search, upto: int) -> bool:
+        history = search.history
+        if self._shown is not None and self._shown[0] is history and self._shown[1] == upto:
+            return False
+        return self._timed(lambda: self._draw(search, upto))
+
+    def _draw(self, search, upto: int) -> None:
+        from nasnb.viz.alphas import alpha_data, title_text
+
+        data = alpha_data(search.history, upto)
+        self._shown = (search.history, upto)
+        if not data["cells"]:
+            self.caption.value = "<i>no step with α yet: press Step or Play</i>"
+            self.image.layout.display = self.derived_image.layout.display = "none"
+            self.derived_caption.value = ""
+            return
+        self.caption.value = f"<b>{html.escape(title_text(data))}</b>"
+        self.image.value = self.live.render(search.history, upto, data=data)
+        self.image.layout.display = None
+        self.derived_caption.value = (f"<div style='{CAPTION_STYLE}'>derived at step {data['step']}: "
+                                      f"{html.escape(str(data['derived']))}</div>")
+        self._show_derived(search.space, data["derived"])
+
+    def _show_derived(self, space, derived) -> None:
+        key = (id(space), derived)
+        if key == self._derived_shown:
+            return  # the derived architecture did not change: its drawing is on screen
+        if key not in self._cells:
+            self._cells[key] = self._drawing(space, derived)
+            if len(self._cells) > self.cache_size:
+                self._cells.popitem(last=False)
+        self._cells.move_to_end(key)
+        png = self._cells[key]
+        self.derived_image.value, self.derived_image.layout.display = (png, None) if png else (b"", "none")
+        self._derived_shown = key
+
+    def _drawing(self, space, derived) -> bytes | None:
+        if derived is None or not (hasattr(space, "to_graph") and hasattr(space, "parse")):
+            return None
+        from nasnb.viz import cell_image
+
+        self.cell_draws += 1
+        return cell_image(space, space.parse(derived), format="png")
+
+
+def view_panel(name: str) -> Panel:
+    """The panel of the registered view `name`: its live panel when it has one (LIVE_PANELS), else a
+    PlotPanel (the view imported when it first draws)."""
     where = registry.target("view", name)
+    if where in LIVE_PANELS:
+        return LIVE_PANELS[where]()
     figsize, axes = LAYOUTS.get(where, ((7, 4), one_axes))
     return PlotPanel(where, title=name, figsize=figsize, axes=axes)
+
+
+# Views whose panel updates its artists in place instead of drawing the view from scratch, by the
+# view's "module:function" in the registry.
+LIVE_PANELS: dict[str, Callable[[], Panel]] = {
+    "nasnb.viz.alphas:plot_alphas": AlphasPanel,
+}
 
 
 class _Panels(Mapping):
