@@ -506,3 +506,111 @@ def test_dashboard_uses_only_core_widget_models(name):
     modules = {w._model_module for w in tree(dash)} | {w._view_module for w in tree(dash) if w._view_module}
     assert modules <= {"@jupyter-widgets/base", "@jupyter-widgets/controls", "@jupyter-widgets/output"}, modules
     assert len(list(tree(dash))) > 20  # the walk did reach the panels
+
+
+# ---------------------------------------------------------------- the alphas panel
+
+ALPHA_ARCHS = ["|nor_conv_3x3~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|nor_conv_1x1~1|avg_pool_3x3~2|",
+               "|skip_connect~0|+|nor_conv_3x3~0|skip_connect~1|+|skip_connect~0|nor_conv_1x1~1|avg_pool_3x3~2|"]
+
+
+class AlphaSteps(Search):
+    """A one-shot search in miniature on NB201: each step records softmax(α) (drifting slowly from
+    uniform, as DARTS' do) and derives ALPHA_ARCHS[derived[k]]."""
+
+    def __init__(self, derived, **kwargs):
+        from nasnb.spaces import NB201Space
+
+        super().__init__(NB201Space(), **kwargs)
+        self.derived_sequence = list(derived)
+        self.direction = self.rng.normal(size=(6, 5))
+
+    def step(self):
+        import numpy as np
+
+        k = len(self.history)
+        logits = 0.01 * k * self.direction
+        weights = (np.exp(logits) / np.exp(logits).sum(1, keepdims=True)).tolist()
+        arch = ALPHA_ARCHS[self.derived_sequence[k]]
+        return self._record(Step(k, {"val_accuracy": 0.1 * k}, 0.001, {"alphas": {"cell": weights}, "derived": arch},
+                                 arch=arch))
+
+
+def flat(rows):
+    return [w for row in rows for w in row]
+
+
+def test_alphas_panel_is_the_registry_view_drawn_live():
+    from nasnb.widgets.panels import AlphasPanel
+
+    assert isinstance(make_panel("alphas"), AlphasPanel)
+    dash = Dashboard(AlphaSteps([0] * 3, seed=0), panels=("alphas", "progress"))
+    assert tuple(dash.panels) == ("alphas", "progress") and "no step with α yet" in dash.panels["alphas"].caption.value
+
+
+def test_alphas_panel_moves_its_artists_in_place():
+    search = AlphaSteps([0] * 8, seed=0)
+    dash = Dashboard(search, panels=("alphas", "progress"))
+    panel = dash.panels["alphas"]
+    dash.step_button.click()
+    bars, lines = list(panel.live.bars["cell"]), [list(row) for row in panel.live.lines["cell"]]
+    for k in range(1, 6):
+        dash.step_button.click()
+        assert all(a is b for a, b in zip(panel.live.bars["cell"], bars))
+        assert all(a is b for row, old in zip(panel.live.lines["cell"], lines) for a, b in zip(row, old))
+        assert [b.get_height() for b in bars] == flat(search.history[k].info["alphas"]["cell"])
+        assert list(lines[2][4].get_ydata()) == [r.info["alphas"]["cell"][2][4] for r in search.history]
+        assert f"at step {k}" in panel.caption.value
+    assert panel.live.full_draws == 1 and panel.live.blits == 5 and panel.draws == 7  # with the empty step 0
+
+
+def test_alphas_panel_redraws_the_derived_cell_only_when_it_changes(monkeypatch):
+    import nasnb.viz as viz
+
+    drawn = []
+    real = viz.cell_image
+    monkeypatch.setattr(viz, "cell_image", lambda space, arch, **kw: drawn.append(space.format(arch)) or real(space, arch, **kw))
+    search = AlphaSteps([0, 0, 1, 1, 1, 0], seed=0)
+    dash = Dashboard(search, panels=("alphas",))
+    panel = dash.panels["alphas"]
+    images = []
+    for _ in range(6):
+        dash.step_button.click()
+        images.append(bytes(panel.derived_image.value))
+    assert drawn == [ALPHA_ARCHS[0], ALPHA_ARCHS[1]]  # back to the first: from the cache, not drawn again
+    assert panel.cell_draws == 2
+    assert images[0] == images[1] == images[5] != images[2] == images[3] == images[4]
+    assert "derived cell unchanged since step 5" in panel.caption.value
+
+
+def test_alphas_panel_slider_replays_step_t():
+    search = AlphaSteps([0, 0, 1, 1, 0, 0], seed=0)
+    dash = Dashboard(search, panels=("alphas", "progress"))
+    for _ in range(6):
+        dash.step_button.click()
+    panel = dash.panels["alphas"]
+    live_png = bytes(panel.image.value)
+    dash.history_slider.value = 3  # the first 3 records: step 2 on screen
+    assert [b.get_height() for b in panel.live.bars["cell"]] == flat(search.history[2].info["alphas"]["cell"])
+    assert "at step 2" in panel.caption.value and "since step 2" in panel.caption.value
+    assert ALPHA_ARCHS[1] in panel.derived_caption.value and bytes(panel.image.value) != live_png
+    dash.history_slider.value = 6
+    assert bytes(panel.image.value) == live_png
+
+
+def test_alphas_panel_follows_a_real_darts_search():
+    import nasnb
+    from nasnb.spaces import NB201Space
+    from nasnb.strategies import DARTS
+    from nasnb.strategies.reinforce import one_thread
+
+    data = nasnb.data.load("digits").subset(train_size=64, val_size=32, seed=0)
+    with one_thread():
+        search = DARTS(NB201Space(), data, order=1, batch_size=16, supernet_kwargs={"C": 4, "N": 1}, seed=0)
+        dash = Dashboard(search, panels=("alphas", "progress"))
+        for _ in range(3):
+            dash.step_button.click()
+    panel = dash.panels["alphas"]
+    assert [b.get_height() for b in panel.live.bars["cell"]] == flat(search.state()["alphas"]["cell"])
+    assert bytes(panel.derived_image.value)[:8] == b"\x89PNG\r\n\x1a\n"
+    assert search.state()["derived"] in panel.derived_caption.value
