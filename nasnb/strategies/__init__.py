@@ -4,5 +4,7 @@ from nasnb.strategies.random import RandomSearch
 from nasnb.strategies.reinforce import Controller, Reinforce
 from nasnb.strategies.evolution import RegularizedEvolution
 from nasnb.strategies.darts import DARTS
+from nasnb.strategies.enas import ENAS
 
-__all__ = ["Proposal", "Search", "Strategy", "RandomSearch", "RegularizedEvolution", "Controller", "Reinforce", "DARTS"]
+__all__ = ["Proposal", "Search", "Strategy", "RandomSearch", "RegularizedEvolution", "Controller", "Reinforce", "DARTS",
+           "ENAS"]

@@ -10,13 +10,17 @@ the controller never learnt from it, so the replay skips it too (its advantage i
 policy and entropy, which were sampled before it failed, are shown like any other's. Pass `upto=t`
 to see the policy as it was when it sampled record t − 1, as a history slider does. `plot_policy`
 only draws what `policy_data` returns.
+
+An `ENAS` history works the same way: each of its Steps holds several controller samples in
+`info["samples"]` (each with its own reward); sample k of step t is placed at t + k / n on the
+step axis, and the baseline is replayed over all samples in order, as the search moved it.
 """
 from __future__ import annotations
 
 import math
 
 from nasnb.errors import InvalidValueError
-from nasnb.history import History, Trial
+from nasnb.history import History, Step, Trial
 from nasnb.strategies.reinforce import baseline_step
 
 # Okabe & Ito colour-blind-safe palette, for options that are not op names (toy ops, input pairs).
@@ -59,8 +63,9 @@ def policy_data(history: History, upto: int | None = None, metric: str | None = 
             (Σ_k H(π(· | a_<k)) along each sampled path): one entry per trial;
         baseline: b after these trials (what the live search holds then; None before a reward);
         failed: the numbers of trials without a reward; max_entropy: Σ_k log n_k, the entropy of the
-        uniform policy; metric; baseline_decay; trial (the number of the trial whose policy is
-        shown, or None).
+        uniform policy; metric; baseline_decay; unit ("trial", or "step" for an ENAS history, whose
+        entries are its controller samples, numbered by position on the step axis); trial (the
+        number of the trial, or step, whose policy is shown, or None).
     """
     metric = metric or history.metric
     n = len(history) if upto is None else upto
@@ -68,19 +73,15 @@ def policy_data(history: History, upto: int | None = None, metric: str | None = 
         raise InvalidValueError(f"upto={upto}, but the history has {len(history)} records; use 0..{len(history)}")
     if "baseline_decay" not in history.meta:
         raise InvalidValueError("this history has no controller policy (no 'baseline_decay' in history.meta): "
-                         "policy_data reads the history of a Reinforce search")
-    trials = [r for r in history[:n] if isinstance(r, Trial)]
-    for t in trials:
-        if not {"actions", "probs", "entropy"} <= set(t.info):
-            raise InvalidValueError(f"trial {t.number} has no policy in its info (keys {sorted(t.info)}); "
-                             "policy_data reads the history of a Reinforce search")
+                         "policy_data reads the history of a Reinforce search or an ENAS one")
+    samples = _samples(history[:n], metric)  # (position, record number, info, reward) per controller sample
     decay = history.meta["baseline_decay"]
-    rewards = [t.score(metric) for t in trials]  # what observe() was given; None: it never saw the trial
+    rewards = [reward for _, _, _, reward in samples]  # what the controller learnt from; None: it never saw it
     baselines, baseline = replay_baselines(rewards, decay)
 
     decisions = []
-    if trials:
-        last = trials[-1].info
+    if samples:
+        last = samples[-1][2]
         choices = history.meta.get("choices") or [
             {"name": f"decision {k}", "options": [str(i) for i in range(len(p))]} for k, p in enumerate(last["probs"])]
         for choice, probs, action in zip(choices, last["probs"], last["actions"]):
@@ -89,21 +90,43 @@ def policy_data(history: History, upto: int | None = None, metric: str | None = 
     if history.meta.get("choices"):
         sizes = [len(c["options"]) for c in history.meta["choices"]]
     else:
-        sizes = [len(p) for p in trials[0].info["probs"]] if trials else []
+        sizes = [len(p) for p in samples[0][2]["probs"]] if samples else []
     return {
         "metric": metric,
         "baseline_decay": decay,
-        "trial": trials[-1].number if trials else None,
+        "trial": samples[-1][1] if samples else None,
+        "unit": "step" if any(isinstance(r, Step) for r in history[:n]) else "trial",
         "decisions": decisions,
-        "number": [t.number for t in trials],
+        "number": [position for position, _, _, _ in samples],
         "rewards": rewards,
         "baselines": baselines,
         "advantages": [None if r is None else r - b for r, b in zip(rewards, baselines)],
         "baseline": baseline,
-        "failed": [t.number for t, r in zip(trials, rewards) if r is None],
-        "entropies": [float(t.info["entropy"]) for t in trials],
+        "failed": [position for position, _, _, r in samples if r is None],
+        "entropies": [float(info["entropy"]) for _, _, info, _ in samples],
         "max_entropy": sum(math.log(k) for k in sizes),
     }
+
+
+def _samples(records, metric: str) -> list[tuple]:
+    """(position, record number, info, reward) per controller sample: a Reinforce trial is one
+    (its reward is its score, None when it failed), an ENAS step holds several, sample k of n at
+    number + k / n (each with its reward)."""
+    samples = []
+    for r in records:
+        if isinstance(r, Trial):
+            found = [(r.number, r.info, r.score(metric))]
+        elif isinstance(r, Step) and "samples" in r.info:
+            n = len(r.info["samples"])
+            found = [(r.number + k / n, s, s.get("reward")) for k, s in enumerate(r.info["samples"])]
+        else:
+            continue
+        for position, info, reward in found:
+            if not {"actions", "probs", "entropy"} <= set(info):
+                raise InvalidValueError(f"{r.kind} {r.number} has no policy in its info (keys {sorted(info)}); "
+                                        "policy_data reads the history of a Reinforce search or an ENAS one")
+            samples.append((position, r.number, info, reward))
+    return samples
 
 
 # ============================================================================= renderer
@@ -173,7 +196,7 @@ def _three_axes(figure_class, data: dict) -> list:
 
 def _draw_bars(data: dict, ax) -> None:
     if not data["decisions"]:
-        ax.text(0.5, 0.5, "no trial yet", ha="center", va="center", transform=ax.transAxes)
+        ax.text(0.5, 0.5, f"no {data['unit']} yet", ha="center", va="center", transform=ax.transAxes)
         ax.set(xticks=[], yticks=[], title="policy")
         return
     from matplotlib.colors import to_rgba
@@ -203,7 +226,7 @@ def _draw_bars(data: dict, ax) -> None:
     # otherwise cover the bars that matter most (those of a sharpened policy).
     ax.set(ylim=(0, 1.3 if show_legend else 1.02), yticks=[0, 0.2, 0.4, 0.6, 0.8, 1.0],
            xlim=(-1, x - 1), ylabel="probability",
-           title=f"π(a_k | a_<k) when trial {data['trial']} was sampled (outlined; dotted: uniform)")
+           title=f"π(a_k | a_<k) when {data['unit']} {data['trial']} was sampled (outlined; dotted: uniform)")
     if show_legend:
         ax.legend(handles=[Patch(color=c, label=o) for o, c in legend.items()], fontsize="x-small",
                   ncols=min(len(legend), 6), loc="upper center", framealpha=0.8, borderaxespad=0.2)
@@ -212,7 +235,7 @@ def _draw_bars(data: dict, ax) -> None:
 def _draw_entropy(data: dict, ax) -> None:
     ax.plot(data["number"], data["entropies"], color=ENTROPY, lw=1.2, marker=".", ms=3, label="sampled path")
     ax.axhline(data["max_entropy"], color="#555555", ls=":", lw=1, label="uniform policy")
-    ax.set(xlabel="trial", ylabel="entropy (nats)", ylim=(0, 1.05 * data["max_entropy"] or 1.0),
+    ax.set(xlabel=data["unit"], ylabel="entropy (nats)", ylim=(0, 1.05 * data["max_entropy"] or 1.0),
            xlim=None if data["number"] else (0, 1))
     ax.set_title("entropy Σ_k H(π(·|a_<k))", fontsize="medium")
     ax.xaxis.get_major_locator().set_params(integer=True)
@@ -230,7 +253,7 @@ def _draw_rewards(data: dict, ax) -> None:
         ax.scatter(failed, [BOTTOM] * len(failed), transform=ax.get_xaxis_transform(), marker="x", s=20,
                    color=FAILED, linewidths=1.2, label=f"failed ({len(failed)})", clip_on=False)
     # The title is the legend: rewards are spread over the whole axes, a legend box would hide some.
-    ax.set(xlabel="trial", ylabel=data["metric"])
+    ax.set(xlabel=data["unit"], ylabel=data["metric"])
     ax.set_title("reward R (dots), baseline b (line)" + (f", {len(failed)} failed (x)" if failed else ""),
                  fontsize="medium")
     if not rewarded:
