@@ -15,7 +15,7 @@ from nasnb.history import Step
 from nasnb.spaces.toy import ToySpace
 from nasnb.strategies import RandomSearch, Search
 from nasnb.viz import plot_progress
-from nasnb.widgets import PANELS, Dashboard, PlotPanel, figure_png, make_panel
+from nasnb.widgets import PANELS, Dashboard, Panel, PlotPanel, figure_png, make_panel
 from nasnb.widgets.panels import one_axes, policy_axes
 
 SPACE = ToySpace(length=4, options=3)
@@ -614,3 +614,84 @@ def test_alphas_panel_follows_a_real_darts_search():
     assert [b.get_height() for b in panel.live.bars["cell"]] == flat(search.state()["alphas"]["cell"])
     assert bytes(panel.derived_image.value)[:8] == b"\x89PNG\r\n\x1a\n"
     assert search.state()["derived"] in panel.derived_caption.value
+
+
+# ---------------------------------------------------------------- redraws within a tenth of the time
+
+class FakeClock:
+    """perf_counter for the dashboard: it moves only when a step or a panel says so."""
+
+    def __init__(self):
+        self.now, self.lock = 1000.0, threading.Lock()
+
+    def __call__(self):
+        return self.now
+
+    def advance(self, seconds):
+        with self.lock:
+            self.now += seconds
+
+
+class SlowPanel(Panel):
+    """A panel whose every redraw takes `cost` seconds of the fake clock; it remembers what it drew."""
+
+    def __init__(self, clock, cost):
+        super().__init__()
+        self.clock, self.cost, self.drawn = clock, cost, []
+
+    def update(self, search, upto):
+        self.clock.advance(self.cost)
+        self.drawn.append(upto)
+        self.draws += 1
+        return True
+
+
+def test_play_draws_a_step_only_when_drawing_stays_within_a_tenth_of_the_time(monkeypatch):
+    import types
+
+    import nasnb.widgets.dashboard as dashboard_module
+
+    clock = FakeClock()
+    monkeypatch.setattr(dashboard_module, "time", types.SimpleNamespace(perf_counter=clock))
+
+    def evaluate(arch):  # a 10 ms step
+        clock.advance(0.01)
+        return SPACE.evaluate(arch)
+
+    search = BrokenAfter(SPACE, evaluate, seed=0, n_ok=100)  # Play stops by itself after 100 steps
+    panel = SlowPanel(clock, cost=0.05)  # a 50 ms redraw: at most one per 9 x 50 ms = 45 steps
+    dash = Dashboard(search, panels=[panel])
+    dash.play()
+    assert dash.wait(timeout=60)
+    assert len(search.history) == 100
+    drawn = panel.drawn
+    assert drawn[0] == 0 and drawn[1] == 1 and drawn[-1] == 100  # the empty start, the first step, where it stopped
+    gaps = [b - a for a, b in zip(drawn[1:-1], drawn[2:-1])]
+    assert gaps and all(45 <= gap <= 46 for gap in gaps), drawn
+    assert dash.redraws == len(drawn) and abs(dash.drawing_seconds - 0.05 * len(drawn)) < 1e-6
+    assert dash.history_slider.max == dash.history_slider.value == 100
+    # Step by hand always draws
+    search.n_ok = 103
+    for _ in range(3):
+        dash.step_button.click()
+    assert panel.drawn[-3:] == [101, 102, 103]
+
+
+def test_play_draws_every_step_when_drawing_is_cheap(monkeypatch):
+    import types
+
+    import nasnb.widgets.dashboard as dashboard_module
+
+    clock = FakeClock()
+    monkeypatch.setattr(dashboard_module, "time", types.SimpleNamespace(perf_counter=clock))
+
+    def evaluate(arch):
+        clock.advance(0.1)
+        return SPACE.evaluate(arch)
+
+    search = BrokenAfter(SPACE, evaluate, seed=0, n_ok=20)
+    panel = SlowPanel(clock, cost=0.005)  # 5 ms next to 100 ms steps
+    dash = Dashboard(search, panels=[panel])
+    dash.play()
+    assert dash.wait(timeout=60)
+    assert panel.drawn == list(range(21))

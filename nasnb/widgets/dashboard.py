@@ -16,6 +16,12 @@ subscribes to the search, so `search.run(50)` in another cell moves it too: redr
 thread at most twice a second, so a fast run is neither blocked by drawing nor slowed down to
 drawing speed, and the last record is always drawn.
 
+A redraw costs at most a tenth of the steps it shows (`REDRAW_SHARE`): while playing, and for
+runs elsewhere, the dashboard skips drawing a step when the last redraw took more than 1/9 of the
+time the search has stepped since it, so a search of 0.2 s steps with 60 ms of panels is drawn
+every third step, not slowed down by 30%. The step that ends a Play is always drawn; Step and the
+history slider always draw. `redraws` and `drawing_seconds` count what it drew.
+
 Core ipywidgets only (no front-end extension), so it works in JupyterLab, Notebook 7, VS Code and
 Colab:
 
@@ -69,6 +75,10 @@ class Dashboard(widgets.VBox):
         self._stop.set()
         self._own_step = threading.local()  # .active: True while Step or Play is stepping the search
         self._last_draw = 0.0  # time.perf_counter() at the end of the last redraw that followed the search
+        self._last_cost = 0.0  # seconds the last redraw took (any redraw: the slider's too)
+        self._behind = False  # a step that Play did not draw is waiting for the next redraw
+        self.redraws = 0  # how many times the panels were redrawn
+        self.drawing_seconds = 0.0  # and how long that took in all
         self._timer: threading.Timer | None = None  # a pending coalesced redraw
         self._timer_lock = threading.Lock()  # the search's thread and the timer's both set _timer
 
@@ -172,6 +182,7 @@ class Dashboard(widgets.VBox):
         self._thread.start()
 
     def _play_loop(self, stop: threading.Event) -> None:
+        self._own_step.playing = True  # this thread's steps are drawn when REDRAW_SHARE allows
         try:
             while not stop.is_set():
                 self._step_search(stop_on_failures=True)
@@ -180,6 +191,9 @@ class Dashboard(widgets.VBox):
         except Exception as error:
             self.show_error(error)
         finally:
+            self._own_step.playing = False
+            if self._behind:  # the last steps were not drawn: show where Play stopped
+                self._follow_trials()
             if not stop.is_set():  # it ended by itself (an error): pop the Play button up
                 stop.set()
                 self.play_button.value = False
@@ -219,19 +233,33 @@ class Dashboard(widgets.VBox):
 
     # Records that come from elsewhere (`search.run(500)` in another cell) are drawn by a timer thread,
     # never in the thread that runs the search, at most every REDRAW_INTERVAL seconds counted from the
-    # end of the last redraw: an open dashboard cannot slow a fast run down to its drawing speed, even
-    # when one redraw takes longer than the interval. Steps taken with Step or Play are always drawn,
-    # one by one.
+    # end of the last redraw (longer when a redraw is slow: REDRAW_SHARE): an open dashboard cannot slow
+    # a fast run down to its drawing speed, even when one redraw takes longer than the interval. Steps
+    # taken with Step are always drawn; Play draws a step when drawing takes at most REDRAW_SHARE of
+    # the time since the last redraw ended, and always its last step.
     REDRAW_INTERVAL = 0.5
+    REDRAW_SHARE = 0.1
+
+    def _redraw_wait(self) -> float:
+        """Seconds of stepping after a redraw before the next one keeps drawing within REDRAW_SHARE
+        of the time: cost / (cost + wait) <= share."""
+        return self._last_cost * (1 / self.REDRAW_SHARE - 1)
 
     def _on_trial(self, record) -> None:
         """Called by the search after every step, in the thread that stepped it."""
         if getattr(self._own_step, "active", False):
+            if getattr(self._own_step, "playing", False) and \
+                    time.perf_counter() - self._last_draw < self._redraw_wait():
+                self._behind = True  # drawn by a later step, or when Play stops
+                return
             self._follow_trials()
             return
         with self._timer_lock:
             if self._timer is None:  # else a redraw is on its way, and it draws the newest record
-                self._start_timer(self._last_draw + self.REDRAW_INTERVAL - time.perf_counter())
+                self._start_timer(self._next_timed_draw() - time.perf_counter())
+
+    def _next_timed_draw(self) -> float:
+        return self._last_draw + max(self.REDRAW_INTERVAL, self._redraw_wait())
 
     def _start_timer(self, wait: float) -> None:
         self._timer = threading.Timer(max(0.0, wait), self._follow_later)
@@ -242,7 +270,7 @@ class Dashboard(widgets.VBox):
         with self._lock:  # waits for a redraw in progress to end
             with self._timer_lock:
                 self._timer = None  # from now on a new record schedules the next redraw: none is missed
-                wait = self._last_draw + self.REDRAW_INTERVAL - time.perf_counter()
+                wait = self._next_timed_draw() - time.perf_counter()
                 if wait > 0:  # a redraw ended while this timer waited: keep the interval
                     self._start_timer(wait)
                     return
@@ -251,6 +279,7 @@ class Dashboard(widgets.VBox):
     def _follow_trials(self) -> None:
         try:
             with self._lock:
+                self._behind = False
                 at_end = self.history_slider.value == self.history_slider.max
                 n = len(self.search.history)
                 self.show_step(n if at_end else min(self.history_slider.value, n))
@@ -261,9 +290,13 @@ class Dashboard(widgets.VBox):
             self._last_draw = time.perf_counter()
 
     def _draw(self, upto: int) -> None:
+        start = time.perf_counter()
         for panel in self.panels.values():
             panel.update(self.search, upto)
         self.status.value = self._status_text(upto)
+        self._last_cost = time.perf_counter() - start
+        self.redraws += 1
+        self.drawing_seconds += self._last_cost
 
     def _status_text(self, upto: int) -> str:
         history, metric = self.search.history, self.search.metric
