@@ -162,7 +162,9 @@ def gumbel_hard_weights(alpha: torch.Tensor, tau: float, generator: torch.Genera
 def linear_tau(step: int, tau_max: float, tau_min: float, steps: int) -> float:
     """GDAS' temperature: from tau_max at step 0 linearly to tau_min at step `steps` − 1, then
     tau_min (the authors set τ = τ_max − (τ_max − τ_min)·e/(E − 1) at each epoch e of E)."""
-    return tau_max - (tau_max - tau_min) * min(step, steps - 1) / (steps - 1)
+    if step >= steps - 1:
+        return tau_min
+    return tau_max - (tau_max - tau_min) * step / (steps - 1)
 
 
 @dataclasses.dataclass(frozen=True)
