@@ -109,9 +109,9 @@ def test_darts_edges_are_counted_and_named_as_the_supernet_orders_them(steps):
     assert len(into_last) == steps + 1
 
 
-def test_steps_axis_grows_by_1_2_5():
-    assert [steps_axis_end(t) for t in (0, 9, 10, 19, 20, 49, 50, 99, 100, 250)] == \
-           [10, 10, 20, 20, 50, 50, 100, 100, 200, 500]
+def test_steps_axis_grows_in_round_steps():
+    assert [steps_axis_end(t) for t in (0, 9, 10, 14, 15, 29, 49, 50, 74, 75, 99, 100, 250, 7499)] == \
+           [10, 10, 15, 15, 20, 30, 50, 75, 75, 100, 100, 150, 300, 7500]
 
 
 @pytest.fixture(scope="module")

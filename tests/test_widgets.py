@@ -96,7 +96,16 @@ def test_panels_are_the_ones_the_strategy_asks_for():
 
 
 def test_plot_panels_are_the_registry_views(monkeypatch):
+    from nasnb.widgets import panels as panels_module
+    from nasnb.widgets.panels import LivePanel
+
     assert list(PANELS) == ["cell", "alphas", "policy", "population", "progress"]
+    # the registry's views follow a search live: drawn once, then moved in place (nasnb.viz.live)
+    for name, live in (("progress", "LiveProgress"), ("population", "LivePopulation"), ("policy", "LivePolicy")):
+        panel = make_panel(name)
+        assert isinstance(panel, LivePanel) and panel.title == name and panel.live_class == f"nasnb.viz.live:{live}"
+    # a view without a live panel is drawn from scratch by a PlotPanel, with its layout
+    monkeypatch.setattr(panels_module, "LIVE_PANELS", {})
     for name in ("population", "progress", "policy"):
         panel = make_panel(name)
         assert isinstance(panel, PlotPanel) and panel.title == name

@@ -18,12 +18,12 @@ costs milliseconds, not the ~100 ms of drawing a figure from scratch.
 """
 from __future__ import annotations
 
-import io
 import math
 import re
 
 from nasnb.errors import InvalidValueError
 from nasnb.history import History
+from nasnb.viz.live import LiveFigure, steps_axis_end
 
 ARROW = "→"
 INPUT_LABELS = ("c_{k-2}", "c_{k-1}")  # a DARTS cell's two inputs, as the papers (and DartsSpace.to_graph) name them
@@ -287,101 +287,56 @@ def plot_alphas(history: History, upto: int | None = None, ax=None, space=None, 
     return fig
 
 
-def png_bytes(canvas, compress_level: int = 1) -> bytes:
-    """The Agg canvas's pixels as PNG bytes, without drawing the figure again (savefig would).
-    Pillow is a dependency of matplotlib, so it is always there."""
-    from PIL import Image
+class LiveAlphas(LiveFigure):
+    """plot_alphas' bars and lines for a dashboard (nasnb.viz.live): drawn once, then updated in
+    place; `render(history, upto)` returns PNG bytes.
 
-    width, height = canvas.get_width_height(physical=True)
-    buffer = io.BytesIO()
-    Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).save(
-        buffer, format="PNG", compress_level=compress_level)
-    return buffer.getvalue()
-
-
-def steps_axis_end(last_step: int) -> int:
-    """Right end of the trajectory axes: the next of 10, 20, 50, 100, 200, ... above `last_step`,
-    so the axes (and their tick labels, the slow part of a redraw) change rarely."""
-    end = 10
-    while end <= last_step:
-        end = end * 2 if str(end)[0] in "15" else end * 5 // 2
-    return end
-
-
-class LiveAlphas:
-    """plot_alphas' bars and lines, drawn once, then updated in place: `render(history, upto)`
-    returns PNG bytes.
-
-    The first render, and any render after the frame of the picture changes (other cells or ops,
-    the trajectories past the end of their x axis or out of their y range, the bars above their y
-    axis), draws the figure in full and keeps its background: axes, ticks, labels, everything but
-    the bars and lines. Every other render sets the bars' heights (`Rectangle.set_height`) and the
-    lines' data (`Line2D.set_data`) and repaints only those over the background (blitting), then
-    encodes the pixels. `bars` and `lines` hold the artists by cell name; `full_draws` and `blits`
-    count the two kinds of render. The title (`title_text`) is left to the caller (a dashboard
-    shows it as HTML: text is the slowest thing matplotlib draws).
+    The figure is drawn in full again only when its frame changes: other cells or ops, the
+    trajectories past the end of their x axis (10, 20, 50, 100, ... steps) or out of their y range,
+    the bars above their y axis. Every other render sets the bars' heights (`Rectangle.set_height`)
+    and the lines' data (`Line2D.set_data`) and repaints only those. `bars` and `lines` hold the
+    artists by cell name. The title (`caption`, `title_text`) is left to the caller.
     """
 
+    figsize = None  # fitted to the number of cell types (figure_size)
+
     def __init__(self, figsize: tuple | None = None, dpi: int = 72):
-        self.figsize, self.dpi = figsize, dpi
-        self.figure = self.canvas = None
+        super().__init__(figsize, dpi)
         self.bars: dict[str, list] = {}
         self.lines: dict[str, list] = {}
-        self.full_draws = self.blits = 0
-        self._frame = None  # what the background depends on
-        self._background = None
 
-    def render(self, history: History, upto: int | None = None, data: dict | None = None) -> bytes:
-        """PNG of step `upto`; `data`: alpha_data(history, upto) when the caller has it already."""
-        data = alpha_data(history, upto) if data is None else data
+    def data(self, history, upto):
+        data = alpha_data(history, upto)
         if not data["cells"]:
             raise InvalidValueError("LiveAlphas draws steps that hold α; this history has none among the first "
                                     f"{len(history) if upto is None else upto} records")
-        frame = (tuple(data["op_names"]), tuple((c["name"], tuple(c["edges"])) for c in data["cells"]),
-                 data["steps"][0], steps_axis_end(data["steps"][-1]), bar_top(data), trajectory_limits(data))
-        if frame != self._frame:
-            self._build(data, frame)
-        else:
-            self._move(data)
-            self.canvas.restore_region(self._background)
-            self._paint()
-            self.blits += 1
-        return png_bytes(self.canvas)
+        return data
 
-    def _artists(self):
-        for cell in self.bars:
-            yield from self.bars[cell]
-            for row in self.lines[cell]:
-                yield from row
+    def frame(self, data: dict):
+        return (tuple(data["op_names"]), tuple((c["name"], tuple(c["edges"])) for c in data["cells"]),
+                data["steps"][0], steps_axis_end(data["steps"][-1]), bar_top(data), trajectory_limits(data))
 
-    def _paint(self) -> None:
-        for artist in self._artists():
-            artist.axes.draw_artist(artist)
+    def caption(self, data: dict) -> str:
+        return title_text(data)
 
-    def _build(self, data: dict, frame: tuple) -> None:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+    def figure_size(self, data: dict) -> tuple:
+        return self.figsize or (9, 2.6 * len(data["cells"]) + 0.3)
 
+    def build(self, figure, data: dict) -> list:
         rows = len(data["cells"])
-        width, height = self.figsize or (9, 2.6 * rows + 0.3)
-        figure = Figure(figsize=(width, height), dpi=self.dpi)
-        canvas = FigureCanvasAgg(figure)
+        height = figure.get_size_inches()[1]
         grid = figure.add_gridspec(rows, 2, width_ratios=(1.6, 1), left=0.07, right=0.98, bottom=0.6 / height,
                                    top=1 - 0.55 / height, wspace=0.18, hspace=0.25 + 0.5 * (rows > 1))
         bar_axes = [figure.add_subplot(grid[r, 0]) for r in range(rows)]
         line_axes = [figure.add_subplot(grid[r, 1]) for r in range(rows)]
         artists = draw_weights(data, bar_axes, line_axes, legend_y=1 - 0.02 / height, animated=True)
         for one in line_axes:
-            one.set_xlim(data["steps"][0] - 0.5, frame[3] + 0.5)
+            one.set_xlim(data["steps"][0] - 0.5, self.frame(data)[3] + 0.5)
         self.bars = {name: a["bars"] for name, a in artists.items()}
         self.lines = {name: a["lines"] for name, a in artists.items()}
-        self.figure, self.canvas, self._frame = figure, canvas, frame
-        canvas.draw()  # everything that is not animated: the background
-        self._background = canvas.copy_from_bbox(figure.bbox)
-        self._paint()
-        self.full_draws += 1
+        return [artist for name in self.bars for artist in [*self.bars[name], *(l for row in self.lines[name] for l in row)]]
 
-    def _move(self, data: dict) -> None:
+    def move(self, data: dict) -> None:
         for cell in data["cells"]:
             for bar, height in zip(self.bars[cell["name"]], (w for row in cell["weights"] for w in row)):
                 bar.set_height(height)

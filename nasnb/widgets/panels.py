@@ -263,54 +263,91 @@ LAYOUTS: dict[str, tuple] = {
 }
 
 
-class AlphasPanel(Panel):
-    """A one-shot search's softmax(α) per edge as bars, their history as lines, and the derived cell.
+class LivePanel(Panel):
+    """A view drawn by a `nasnb.viz.live.LiveFigure`: built once, then its artists moved in place at
+    every step (points, lines, bar heights) and repainted over a cached background, so a redraw
+    costs a few to a few tens of milliseconds instead of the 70-400 ms of a figure drawn from
+    scratch (benchmarks/redraw.py). The numbers that change every step (counts, the trial shown)
+    are in the caption, as HTML.
 
-    The bars and lines are `nasnb.viz.alphas.LiveAlphas`: drawn once, then moved in place at every
-    step (bar heights, line data) and repainted over a cached background, so a redraw costs a few
-    milliseconds instead of the ~100-200 ms of a figure drawn from scratch. The derived cell (both
-    cells for DARTS) is drawn by `nasnb.viz.cell_image` (graphviz when `dot` exists) only when the
-    derived architecture changes, and cached, so scrubbing back with the slider redraws nothing
-    twice. `cell_draws` counts the cell drawings actually made.
+    live: the LiveFigure class, or "module:Class" (imported when the panel first draws).
     """
 
-    title = "alphas"
-
-    def __init__(self, figsize: tuple | None = None, dpi: int = 72, cache_size: int = 64):
+    def __init__(self, live: Callable | str, title: str = "", figsize: tuple | None = None, dpi: int = 72):
         super().__init__()
-        from nasnb.viz.alphas import LiveAlphas  # matplotlib itself loads only when the panel first draws
-
-        self.live = LiveAlphas(figsize=figsize, dpi=dpi)
-        self.cache_size = cache_size
-        self.cell_draws = 0
-        self._cells: OrderedDict = OrderedDict()  # (id(space), derived text) -> PNG bytes (None: not drawable)
+        self.live_class, self.title = live, title
+        self.figsize, self.dpi = figsize, dpi
+        self.live = None  # made at the first draw
+        self.data_shown: dict | None = None  # what the live figure drew last (None: nothing yet)
         self._shown: tuple | None = None  # (history object, upto) on screen
-        self._derived_shown: tuple | None = None  # (id(space), derived text) on screen
         self.caption = widgets.HTML()
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
-        self.derived_caption = widgets.HTML()
-        self.derived_image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
-        self.widget = widgets.VBox([self.caption, self.image, self.derived_caption, self.derived_image])
+        self.widget = widgets.VBox([self.caption, self.image])
+
+    def _live(self):
+        if self.live is None:
+            live = self.live_class
+            if isinstance(live, str):
+                module, _, name = live.partition(":")
+                live = getattr(importlib.import_module(module), name)
+            self.live = live(figsize=self.figsize, dpi=self.dpi)
+        return self.live
 
     def update(self, search, upto: int) -> bool:
         history = search.history
         if self._shown is not None and self._shown[0] is history and self._shown[1] == upto:
-            return False
+            return False  # append-only: the first `upto` records of this history have not changed
         return self._timed(lambda: self._draw(search, upto))
 
     def _draw(self, search, upto: int) -> None:
-        from nasnb.viz.alphas import alpha_data, title_text
+        self._shown = (search.history, upto)
+        self.data_shown = data = self._data(search, upto)
+        if data is None:
+            self.image.value, self.image.layout.display = b"", "none"
+            self.caption.value = "<i>no trials yet: press Step or Play</i>"
+            return
+        live = self._live()
+        self.image.value = live.render(search.history, upto, data=data)
+        self.image.layout.display = None
+        self.caption.value = f"<span style='font-size: 12px'>{html.escape(live.caption(data))}</span>"
+
+    def _data(self, search, upto: int) -> dict | None:
+        """What the live figure draws; None when there is nothing to draw yet."""
+        return None if upto == 0 else self._live().data(search.history, upto)
+
+
+class AlphasPanel(LivePanel):
+    """A one-shot search's softmax(α) per edge as bars, their history as lines (LiveAlphas), and
+    the derived cell: drawn by `nasnb.viz.cell_image` (graphviz when `dot` exists; both cells for
+    DARTS) only when the derived architecture changes, and cached, so scrubbing back with the
+    slider draws nothing twice. `cell_draws` counts the cell drawings actually made.
+    """
+
+    def __init__(self, figsize: tuple | None = None, dpi: int = 72, cache_size: int = 64):
+        super().__init__("nasnb.viz.alphas:LiveAlphas", title="alphas", figsize=figsize, dpi=dpi)
+        self.cache_size = cache_size
+        self.cell_draws = 0
+        self._cells: OrderedDict = OrderedDict()  # (id(space), derived text) -> PNG bytes (None: not drawable)
+        self._derived_shown: tuple | None = None  # (id(space), derived text) on screen
+        self.derived_caption = widgets.HTML()
+        self.derived_image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", height="auto"))
+        self.widget = widgets.VBox([self.caption, self.image, self.derived_caption, self.derived_image])
+
+    def _data(self, search, upto: int) -> dict | None:
+        from nasnb.viz.alphas import alpha_data
 
         data = alpha_data(search.history, upto)
-        self._shown = (search.history, upto)
-        if not data["cells"]:
+        return data if data["cells"] else None
+
+    def _draw(self, search, upto: int) -> None:
+        super()._draw(search, upto)
+        data = self.data_shown
+        if data is None:
             self.caption.value = "<i>no step with α yet: press Step or Play</i>"
-            self.image.layout.display = self.derived_image.layout.display = "none"
+            self.derived_image.layout.display = "none"
             self.derived_caption.value = ""
             return
-        self.caption.value = f"<b>{html.escape(title_text(data))}</b>"
-        self.image.value = self.live.render(search.history, upto, data=data)
-        self.image.layout.display = None
+        self.caption.value = f"<b>{self.caption.value}</b>"
         self.derived_caption.value = (f"<div style='{CAPTION_STYLE}'>derived at step {data['step']}: "
                                       f"{html.escape(str(data['derived']))}</div>")
         self._show_derived(search.space, data["derived"])
@@ -348,8 +385,11 @@ def view_panel(name: str) -> Panel:
 
 
 # Views whose panel updates its artists in place instead of drawing the view from scratch, by the
-# view's "module:function" in the registry.
+# view's "module:function" in the registry; the static view stays what notebooks and files use.
 LIVE_PANELS: dict[str, Callable[[], Panel]] = {
+    "nasnb.viz.search:plot_progress": functools.partial(LivePanel, "nasnb.viz.live:LiveProgress", "progress"),
+    "nasnb.viz.search:plot_population": functools.partial(LivePanel, "nasnb.viz.live:LivePopulation", "population"),
+    "nasnb.viz.policy:plot_policy": functools.partial(LivePanel, "nasnb.viz.live:LivePolicy", "policy"),
     "nasnb.viz.alphas:plot_alphas": AlphasPanel,
 }
 
