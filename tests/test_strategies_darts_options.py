@@ -156,6 +156,17 @@ def test_a_gdas_search_records_tau_and_trains_only_the_sampled_ops(data, monkeyp
     assert darts.derived() == darts.net.derived()  # argmax α, as DARTS
 
 
+def test_a_gdas_search_on_the_darts_space_samples_both_cells(data, monkeypatch):
+    samples = []
+    real = darts_module.gumbel_hard_weights
+    monkeypatch.setattr(darts_module, "gumbel_hard_weights", lambda *a: samples.append(real(*a)) or samples[-1])
+    darts = make(data.subset(train_size=16, val_size=16), DARTS_SPACE, gumbel=True, schedule_steps=10,
+                 supernet_kwargs={"C": 2, "layers": 3})
+    record = darts.step()
+    assert len(samples) == 4 and all(h.shape == (14, 8) for h, _ in samples)  # α and w step, normal and reduce
+    assert record.info["tau"] == 10.0 and DARTS_SPACE.parse(record.arch) == darts.net.derived()
+
+
 def test_a_resumed_gdas_run_draws_the_same_samples(data, tmp_path):
     uninterrupted = make(data, gumbel=GDASConfig(steps=4)).run(4, progress=False)
     make(data, gumbel=GDASConfig(steps=4)).run(2, checkpoint=tmp_path / "g", progress=False)
@@ -214,6 +225,17 @@ def test_the_skip_cap_of_a_darts_cell_follows_the_authors_loop(seed):
         assert sum(op == "skip_connect" for op, _ in genotype.normal) <= max_skip
         assert genotype.reduce == net.derived().reduce  # the reduction cell is not capped
     assert derive_with_skip_cap(net, 8) == net.derived()  # no cap: the supernet's own rule
+
+
+def test_without_a_binding_cap_the_rule_is_the_supernets_own_with_pc_darts_beta():
+    g = torch.Generator().manual_seed(5)
+    net = DARTS_SPACE.supernet(C=4, layers=2, partial_channels=2)
+    with torch.no_grad():
+        for p in net.arch_parameters():
+            p.copy_(torch.randn(p.shape, generator=g))
+    assert derive_with_skip_cap(net, 8) == net.derived()
+    capped = derive_with_skip_cap(net, 0)
+    assert all(op != "skip_connect" for op, _ in capped.normal) and capped.reduce == net.derived().reduce
 
 
 def test_the_skip_cap_of_a_nb201_cell_gives_the_weakest_skips_their_next_op():
@@ -391,6 +413,7 @@ def test_alpha_grad_clip_clips_the_alpha_gradient(data):
     ({"pdarts": PDARTSConfig(depths=(1, 2), ops=(5, 3), skip_dropout=(0, 0), stage_epochs=2, warmup_epochs=2)},
      "warmup_epochs"),
     ({"pdarts": CONFIG, "warmup_steps": 3}, "warmup_epochs"),
+    ({"pdarts": PDARTSConfig(depths=(1, 2), ops=(8, 1), skip_dropout=(0, 0)), "space": DARTS_SPACE}, "at least 2"),
     ({"pdarts": CONFIG, "supernet_kwargs": {"C": 4, "N": 2}}, "N"),
     ({"pdarts": CONFIG, "max_skip": 3}, "max_skip"),
     ({"max_skip": -1}, "max_skip"), ({"max_skip": True}, "max_skip"),

@@ -180,7 +180,7 @@ class GDASConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PDARTSConfig:
-    """P-DARTS' stages (Chen et al., ICCV 2019, Sec. 3 and 4.2; the authors' train_search.py).
+    """P-DARTS' stages (Chen et al., ICCV 2019; the authors' train_search.py).
 
     None takes the space's default (PDARTS_DEFAULTS): DARTS space, the paper's 5, 11, 17 cells and
     8, 5, 3 ops per edge; NB201 (not in the paper), N = 1, 3, 5 cells per stage (3N + 2 = 5, 11, 17
@@ -227,19 +227,21 @@ def keep_top_ops(weights: torch.Tensor, keep: torch.Tensor, k: int) -> torch.Ten
 
 def cap_skip_connections(derive: Callable[[torch.Tensor], list], allowed: torch.Tensor, weights: list,
                          skip: int, max_skip: int) -> list:
-    """P-DARTS' cap on skip connections (Sec. 3.3; train_search.py's delete_min_sk_prob loop).
+    """P-DARTS' cap on skip connections ("search space regularization"; train_search.py's
+    delete_min_sk_prob / keep_1_on / keep_2_branches loop after the last stage).
 
     `derive(allowed)` discretises a cell using only the ops `allowed` (num_edges, num_ops) permits
     and returns its chosen (edge, op, ...) items. While the cell holds more than `max_skip` skip
     connections, the chosen skip connection of smallest weight is taken out (on its edge, skip is no
     longer allowed) and the cell is derived again: that edge takes its next op, or, in a DARTS cell,
-    may lose its place to another edge (which can bring a skip connection of its own).
+    may lose its place to another edge (which can bring a skip connection of its own). An edge
+    whose only op left is skip keeps it.
     """
     allowed = allowed.clone()
     while True:
         chosen = derive(allowed)
-        skips = sorted(item[0] for item in chosen if item[1] == skip)
-        if len(skips) <= max_skip:
+        skips = sorted(item[0] for item in chosen if item[1] == skip and int(allowed[item[0]].sum()) > 1)
+        if sum(item[1] == skip for item in chosen) <= max_skip or not skips:
             return chosen
         weakest = min(skips, key=lambda e: weights[e][skip])  # of equals the first edge, as np.argmin
         allowed[weakest, skip] = False
@@ -408,7 +410,8 @@ class DARTS(Search):
         self.stage, self.net = 0, None
         self._build(0, None)
         if self.pdarts is not None:
-            self.pdarts = _resolve_pdarts_ops(self.pdarts, len(self.net.op_names))
+            self.pdarts = _resolve_pdarts_ops(self.pdarts, len(self.net.op_names), "none" in self.net.op_names
+                                              and tuple(self.net.cell_names) != ("cell",))
             if self.warmup_steps:
                 raise InvalidValueError(f"warmup_steps={self.warmup_steps}, but P-DARTS warms up at the start of "
                                         f"each stage: leave warmup_steps at 0 and set "
@@ -568,7 +571,8 @@ class DARTS(Search):
 
         metrics: val_loss / val_accuracy of the val batch at the step's start (w and α before
         their updates); train_loss / train_accuracy of the train batch in the w update's forward
-        pass (α already updated). A NaN or infinite loss or gradient raises TrainingDivergedError
+        pass (α already updated); with gumbel, those of the sub-networks sampled for the α and the
+        w update. A NaN or infinite loss or gradient raises TrainingDivergedError
         and leaves the search as it was before the step; nothing is recorded.
 
         info: "alphas" and "derived" after the step; "warmup" (α not updated) when a warm-up is
@@ -815,8 +819,9 @@ def _check_pdarts(pdarts, space) -> PDARTSConfig | None:
                         warmup_epochs=warmup, max_skip=max_skip)
 
 
-def _resolve_pdarts_ops(config: PDARTSConfig, num_ops: int) -> PDARTSConfig:
-    """ops per stage: the first is every op of an edge; then no more than the stage before."""
+def _resolve_pdarts_ops(config: PDARTSConfig, num_ops: int, cell_with_edge_choice: bool) -> PDARTSConfig:
+    """ops per stage: the first is every op of an edge; then no more than the stage before (and, in
+    a DARTS cell, at least 2, so that each edge keeps an op other than 'none' to be derived with)."""
     ops = config.ops
     if ops is None or ops[0] != num_ops:
         example = (num_ops,) + tuple(max(1, num_ops - 3 * s) for s in range(1, len(config.depths)))
@@ -825,4 +830,7 @@ def _resolve_pdarts_ops(config: PDARTSConfig, num_ops: int) -> PDARTSConfig:
     if any(b > a for a, b in zip(ops, ops[1:])):
         raise InvalidValueError(f"pdarts.ops={ops} grows from one stage to the next; stages only drop ops, "
                                 f"e.g. ops={tuple(sorted(ops, reverse=True))}")
+    if cell_with_edge_choice and min(ops) < 2:
+        raise InvalidValueError(f"pdarts.ops={ops}: a DARTS cell derives each edge's strongest op other than 'none', "
+                                f"so every stage keeps at least 2 ops per edge; e.g. ops={tuple(max(2, k) for k in ops)}")
     return dataclasses.replace(config, ops=ops)
