@@ -246,6 +246,19 @@ def test_the_policy_view_replays_an_enas_history(data):
     assert entropy.get_xlabel() == reward.get_xlabel() == "step"
 
 
+def test_a_dashboard_shows_the_cell_the_policy_and_the_progress(data):
+    pytest.importorskip("ipywidgets")
+    from nasnb.widgets import Dashboard
+
+    search = make(data)
+    dash = Dashboard(search)
+    assert list(dash.panels) == ["cell", "policy", "progress"]
+    for _ in range(2):
+        dash.step_button.click()
+    assert len(search.history) == 2
+    assert f"{search.baseline:.4g}" in dash.panels["policy"].caption.value  # the live search's b, replayed
+
+
 # ============================================================================= checkpoints, reset, settings
 
 def test_a_resumed_run_equals_an_uninterrupted_one(data, tmp_path):
