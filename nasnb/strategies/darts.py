@@ -674,7 +674,8 @@ class DARTS(Search):
     def _gumbel_sample(self) -> dict:
         """GDAS: one hard sample per edge and cell type, as the supernet's weights= and ops= arguments."""
         tau = self.current_tau()
-        samples = {cell: gumbel_hard_weights(alpha, tau, self.torch_generator) for cell, alpha in self.net.alpha.items()}
+        samples = {cell: gumbel_hard_weights(alpha, tau, self.torch_generator)
+                   for cell, alpha in self.net.alpha.items()}
         return {"weights": {cell: h for cell, (h, _) in samples.items()},
                 "ops": {cell: index for cell, (_, index) in samples.items()}}
 
@@ -831,6 +832,7 @@ def _resolve_pdarts_ops(config: PDARTSConfig, num_ops: int, cell_with_edge_choic
         raise InvalidValueError(f"pdarts.ops={ops} grows from one stage to the next; stages only drop ops, "
                                 f"e.g. ops={tuple(sorted(ops, reverse=True))}")
     if cell_with_edge_choice and min(ops) < 2:
-        raise InvalidValueError(f"pdarts.ops={ops}: a DARTS cell derives each edge's strongest op other than 'none', "
-                                f"so every stage keeps at least 2 ops per edge; e.g. ops={tuple(max(2, k) for k in ops)}")
+        raise InvalidValueError(f"pdarts.ops={ops}: a DARTS cell derives each edge's strongest op other than "
+                                f"'none', so every stage keeps at least 2 ops per edge; "
+                                f"e.g. ops={tuple(max(2, k) for k in ops)}")
     return dataclasses.replace(config, ops=ops)
