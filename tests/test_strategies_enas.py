@@ -314,7 +314,8 @@ def test_the_cosine_schedule_reaches_w_lr_min(data):
     ({"temperature": 0}, "temperature"), ({"tanh_constant": -1}, "tanh_constant"),
     ({"controller_lr": 0}, "controller_lr"), ({"baseline_decay": 1.0}, "baseline_decay"),
     ({"entropy_weight": "a"}, "entropy_weight"), ({"supernet_kwargs": [8]}, "supernet_kwargs"),
-    ({"supernet_kwargs": {"C": 4, "widht": 2}}, "supernet_kwargs"), ({"supernet_kwargs": {"num_classes": 3}}, "num_classes"),
+    ({"supernet_kwargs": {"C": 4, "widht": 2}}, "supernet_kwargs"),
+    ({"supernet_kwargs": {"num_classes": 3}}, "num_classes"),
     ({"device": "tpu"}, "device"), ({"seed": -1}, "seed"),
 ])
 def test_every_argument_is_checked_at_the_call(data, kwargs, name):

@@ -16,7 +16,9 @@ The controller, its loss and its baseline are those of reinforce.py (`Controller
 `baseline_step`): the only difference from `Reinforce` is where R comes from, a forward pass on
 shared weights instead of a training run. That is what makes ENAS about 1000x cheaper than NAS,
 and also its weakness: a sub-network's accuracy on shared weights need not rank architectures the
-way stand-alone training does (the notebook measures Kendall τ between the two).
+way stand-alone training does (the notebook measures Kendall τ between the two). The authors' code
+moves b before it judges R, so its advantage is R − b_new = 0.99 · (R − b_old): the same sign, a
+slightly smaller step.
 
 Deriving the architecture (Sec. 2.2): sample several architectures from the trained policy, score
 each on one validation minibatch, keep the best. `final_architectures` does that, then re-scores
@@ -57,9 +59,10 @@ class ENAS(Search):
     Defaults, and the paper's (Sec. 3.2, CIFAR-10) and the authors' micro-search script's
     (melodyguan/enas, scripts/cifar10_micro_search.sh) where they differ:
       * shared weights: SGD with Nesterov momentum 0.9, lr 0.05 annealed by a cosine to 0.0005
-        (the authors restart the cosine: T_0 = 10 epochs, T_mul = 2), weight decay 1e-4,
-        gradient norm clipped to 5 (the authors' flag; their clipping code keeps the unclipped
-        gradient, so it never clips). The paper trains ω for one pass over the training data per
+        (the authors restart the cosine: T_0 = 10 epochs, T_mul = 2), weight decay 1e-4 (the
+        authors add 1e-4·Σw² to the loss: 2e-4 in PyTorch's terms), gradient norm clipped to 5
+        (the authors' flag; their clipping code keeps the unclipped gradient, so it never
+        clips). The paper trains ω for one pass over the training data per
         iteration (about 15 minibatches of 64 of digits' 1,000 training images); child_steps=10.
       * controller: the `Controller`'s LSTM with 64 hidden units (the authors' code; the paper
         says 100), logits divided by a temperature of 5 and squashed by 2.5·tanh (the paper; the
