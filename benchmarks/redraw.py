@@ -129,19 +129,22 @@ def report(name: str, config: dict, steps: int, play_steps: int) -> None:
     where = f"{len(search.history)} steps" if budget is None else f"{steps} trials; at budget: {budget} trials"
     print(f"\n{name}: {type(search).__name__} on {search.space!r}, {where}; step {step:.3f} s (median, "
           f"{min(step_times):.3f}-{max(step_times):.3f})")
-    print(f"  {'panel':<11}{'redraw ms':>10}{'ratio':>8}{'max ratio':>10}" + (f"{'at budget ms':>14}{'ratio':>8}" if late else ""))
+    header = f"  {'panel':<11}{'redraw ms':>10}{'ratio':>8}{'max ratio':>10}"
+    print(header + (f"{'at budget ms':>14}{'ratio':>8}" if late else ""))
     totals = [0.0] * len(step_times)
     for panel, values in redraws.items():
         ratios = [v / s for v, s in zip(values, step_times) if v is not None]
         for k, v in enumerate(values):
             totals[k] += v or 0.0
         drawn = [v for v in values if v is not None]
-        line = f"  {panel:<11}{1000 * statistics.median(drawn):>10.1f}{statistics.median(ratios):>8.1%}{max(ratios):>10.1%}"
+        line = f"  {panel:<11}{1000 * statistics.median(drawn):>10.1f}{statistics.median(ratios):>8.1%}" \
+               f"{max(ratios):>10.1%}"
         if late:
             line += f"{1000 * late[panel]:>14.1f}{late[panel] / step:>8.1%}"
         print(line)
     ratios = [t / s for t, s in zip(totals, step_times)]
-    line = f"  {'dashboard':<11}{1000 * statistics.median(totals):>10.1f}{statistics.median(ratios):>8.1%}{max(ratios):>10.1%}"
+    line = f"  {'dashboard':<11}{1000 * statistics.median(totals):>10.1f}{statistics.median(ratios):>8.1%}" \
+           f"{max(ratios):>10.1%}"
     if late:
         line += f"{1000 * sum(late.values()):>14.1f}{sum(late.values()) / step:>8.1%}"
     print(line)
@@ -154,7 +157,8 @@ def main() -> None:
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--steps", type=int, default=None, help="steps per configuration (default: 8 for the "
                         "multi-trial searches, 40 for DARTS on NB201, 4 on DARTS' space)")
-    parser.add_argument("--play", type=int, default=None, help="steps of the Play measurement (0: skip it)")
+    parser.add_argument("--play", type=int, default=None, help="steps of the Play measurement (0: skip it; default "
+                        "20 trials, 60 DARTS steps on NB201, 4 on DARTS' space)")
     parser.add_argument("--quick", action="store_true", help="fewer steps")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -166,9 +170,10 @@ def main() -> None:
           f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} thread), python "
           f"{platform.python_version()}, cells drawn with {'graphviz' if has_dot() else 'matplotlib'}, "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    default_play = {"evolution": 20, "reinforce": 20, "darts-nb201": 60, "darts-darts": 4}
     for name in args.configs:
         steps = args.steps or default_steps[name]
-        play = args.play if args.play is not None else (0 if args.quick else steps)
+        play = args.play if args.play is not None else (0 if args.quick else default_play[name])
         report(name, CONFIGS[name], steps, play)
 
 

@@ -5,7 +5,8 @@ import pytest
 
 from nasnb.spaces import NB201Space
 from nasnb.strategies import RandomSearch, RegularizedEvolution, Reinforce
-from nasnb.viz.live import LivePolicy, LivePopulation, LiveProgress, round_range, steps_axis_end
+from nasnb.viz.live import LivePopulation, LiveProgress, round_range, steps_axis_end
+from nasnb.viz.policy import LivePolicy
 
 SPACE = NB201Space()
 

@@ -101,9 +101,10 @@ def test_plot_panels_are_the_registry_views(monkeypatch):
 
     assert list(PANELS) == ["cell", "alphas", "policy", "population", "progress"]
     # the registry's views follow a search live: drawn once, then moved in place (nasnb.viz.live)
-    for name, live in (("progress", "LiveProgress"), ("population", "LivePopulation"), ("policy", "LivePolicy")):
+    for name, live in (("progress", "live:LiveProgress"), ("population", "live:LivePopulation"),
+                       ("policy", "policy:LivePolicy")):
         panel = make_panel(name)
-        assert isinstance(panel, LivePanel) and panel.title == name and panel.live_class == f"nasnb.viz.live:{live}"
+        assert isinstance(panel, LivePanel) and panel.title == name and panel.live_class == f"nasnb.viz.{live}"
     # a view without a live panel is drawn from scratch by a PlotPanel, with its layout
     monkeypatch.setattr(panels_module, "LIVE_PANELS", {})
     for name in ("population", "progress", "policy"):
@@ -578,7 +579,8 @@ def test_alphas_panel_redraws_the_derived_cell_only_when_it_changes(monkeypatch)
 
     drawn = []
     real = viz.cell_image
-    monkeypatch.setattr(viz, "cell_image", lambda space, arch, **kw: drawn.append(space.format(arch)) or real(space, arch, **kw))
+    monkeypatch.setattr(viz, "cell_image",
+                        lambda space, arch, **kw: drawn.append(space.format(arch)) or real(space, arch, **kw))
     search = AlphaSteps([0, 0, 1, 1, 1, 0], seed=0)
     dash = Dashboard(search, panels=("alphas",))
     panel = dash.panels["alphas"]

@@ -4,6 +4,7 @@ cells.py   the cell DAGs of a space, like the papers' figures (graphviz, or matp
 search.py  what a search did: progress (any search), populations, best-so-far curves
 policy.py  a REINFORCE controller's per-decision probabilities, entropy, reward and baseline
 alphas.py  a one-shot search's softmax(α) per edge, their history, the derived cell (DARTS)
+live.py    the same views for a dashboard: drawn once, then their artists moved in place
 
 Importing nasnb.viz loads neither matplotlib nor graphviz; each renderer imports what it draws with.
 """

@@ -252,7 +252,8 @@ def plot_alphas(history: History, upto: int | None = None, ax=None, space=None, 
                                 else 0.6 / height, top=1 - 0.75 / height, wspace=0.15, hspace=0.6)
         axes = [fig.add_subplot(grid[r, c]) for r in range(rows) for c in range(2)]
         if draw_derived:
-            axes += [fig.add_subplot(grid[rows, :])] if rows == 1 else [fig.add_subplot(grid[rows, c]) for c in range(rows)]
+            below = [grid[rows, :]] if rows == 1 else [grid[rows, c] for c in range(rows)]  # one per cell type
+            axes += [fig.add_subplot(where) for where in below]
     else:
         axes = list(ax)
         if len(axes) not in (2 * rows, 3 * rows):
@@ -334,7 +335,8 @@ class LiveAlphas(LiveFigure):
             one.set_xlim(data["steps"][0] - 0.5, self.frame(data)[3] + 0.5)
         self.bars = {name: a["bars"] for name, a in artists.items()}
         self.lines = {name: a["lines"] for name, a in artists.items()}
-        return [artist for name in self.bars for artist in [*self.bars[name], *(l for row in self.lines[name] for l in row)]]
+        return [artist for name in self.bars
+                for artist in [*self.bars[name], *(line for row in self.lines[name] for line in row)]]
 
     def move(self, data: dict) -> None:
         for cell in data["cells"]:

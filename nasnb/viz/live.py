@@ -13,7 +13,8 @@ that happens rarely), the decisions or ops shown, the kinds of points in the leg
 Numbers that change every step (trial counts, the trial a policy belongs to) are in `caption`,
 which a dashboard shows as HTML; text is what matplotlib draws slowest. The numbers come from the
 same data functions as the static views (`progress_data`, `population_data`, `policy_data`), and
-the static views (`plot_progress`, ...) stay what a notebook or a saved figure uses.
+the static views (`plot_progress`, ...) stay what a notebook or a saved figure uses. Here: the
+base and LiveProgress, LivePopulation; LivePolicy is in policy.py, LiveAlphas in alphas.py.
 """
 from __future__ import annotations
 
@@ -51,16 +52,16 @@ def steps_axis_end(last: int) -> int:
 
 
 def round_range(values, bottom_row: bool = False) -> tuple[float, float]:
-    """A y range around `values` on a round grid (a step of 1, 2 or 5 times a power of ten, about a
-    tenth of their spread), so it stays put while the values move inside it. bottom_row: one more
-    step below, where the points without a value sit."""
+    """A y range around `values` on a coarse round grid (a step of 1, 2 or 5 times a power of ten,
+    a fifth to a half of their spread), so it stays put while the values move inside it.
+    bottom_row: one more step below, where the points without a value sit."""
     values = [v for v in values if v is not None]
     if not values:
         return 0.0, 1.0
     low, high = min(values), max(values)
     spread = high - low or abs(high) or 1.0
-    step = 10 ** math.floor(math.log10(spread / 4))
-    step *= 5 if spread / step >= 20 else 2 if spread / step >= 8 else 1
+    step = 10 ** math.floor(math.log10(spread / 2))  # spread / step in [2, 20)
+    step *= 5 if spread / step >= 10 else 2 if spread / step >= 4 else 1
     digits = max(0, 1 - math.floor(math.log10(step)))  # 0.6, not 0.6000000000000001
     low, high = round(math.floor(low / step) * step, digits), round(math.ceil(high / step) * step, digits)
     if high - low < 2 * step:  # a single value: a little room on both sides
@@ -172,7 +173,8 @@ class LiveProgress(LiveFigure):
         kinds = self.kinds(data)
         a = self.artists = {
             "complete": ax.scatter([], [], s=22, color=ALIVE, label="trials" if "complete" in kinds else None),
-            "step": ax.plot([], [], color=STEP, lw=1.2, marker=".", ms=4, label="steps" if "step" in kinds else None)[0],
+            "step": ax.plot([], [], color=STEP, lw=1.2, marker=".", ms=4,
+                            label="steps" if "step" in kinds else None)[0],
             "failed": ax.scatter([], [], transform=bottom, marker="x", s=28, color=FAILED, linewidths=1.4,
                                  label="failed" if "failed" in kinds else None, zorder=3, clip_on=False),
             "pruned": ax.scatter([], [], s=22, facecolors="none", edgecolors=PRUNED, linestyles="--",
@@ -327,83 +329,3 @@ class LivePopulation(LiveProgress):
             arrow.set_visible(k < len(parents) and child is not None)
             if arrow.get_visible():
                 arrow.set_positions(self.ax.transData.transform((parents[k], y[parents[k]])), head)
-
-
-# ============================================================================= policy
-
-
-class LivePolicy(LiveFigure):
-    """`plot_policy` live: the per-decision bars (outlined: the sampled option), the entropy of each
-    sampled path, the reward against the baseline; the trial whose policy is shown is in the caption."""
-
-    figsize = (7, 5.5)
-
-    def data(self, history, upto):
-        from nasnb.viz.policy import policy_data
-
-        return policy_data(history, upto)
-
-    def frame(self, data: dict):
-        decisions = tuple((d["name"], tuple(d["options"])) for d in data["decisions"])
-        rewards = [r for r in data["rewards"] if r is not None] + [b for b in data["baselines"] if b is not None]
-        return (decisions, data["metric"], steps_axis_end(max(data["number"], default=0)),
-                round_range(rewards, bottom_row=bool(data["failed"])), bool(data["failed"]), data["max_entropy"])
-
-    def caption(self, data: dict) -> str:
-        if data["trial"] is None:
-            return "no trial yet"
-        failed = f", {len(data['failed'])} failed (x)" if data["failed"] else ""
-        baseline = "" if data["baseline"] is None else f", baseline b = {data['baseline']:.4g}"
-        return f"policy when trial {data['trial']} was sampled; {len(data['number'])} trials{failed}{baseline}"
-
-    def build(self, figure, data: dict) -> list:
-        from matplotlib.colors import to_rgba
-
-        from nasnb.viz.policy import BASELINE, ENTROPY, FAILED, REWARD, _draw_bars
-
-        grid = figure.add_gridspec(2, 2, height_ratios=(1.25, 1), left=0.08, right=0.98, bottom=0.08, top=0.94,
-                                   hspace=0.4, wspace=0.25)
-        bars_ax = figure.add_subplot(grid[0, :])
-        entropy_ax, reward_ax = figure.add_subplot(grid[1, 0]), figure.add_subplot(grid[1, 1])
-        self.to_rgba = to_rgba
-        _draw_bars(data, bars_ax)  # the static view's bars: ticks, uniform levels, legend
-        bars_ax.set_title("π(a_k | a_<k) of the newest trial (outlined: sampled; dotted: uniform)", fontsize="medium")
-        self.bars = list(bars_ax.patches)
-        frame = self.frame(data)
-        end = frame[2]
-        self.entropy = entropy_ax.plot([], [], color=ENTROPY, lw=1.2, marker=".", ms=3, label="sampled path")[0]
-        entropy_ax.axhline(data["max_entropy"], color="#555555", ls=":", lw=1, label="uniform policy")
-        entropy_ax.set(xlabel="trial", ylabel="entropy (nats)", ylim=(0, 1.05 * data["max_entropy"] or 1.0),
-                       xlim=(-0.5, end + 0.5))
-        entropy_ax.set_title("entropy Σ_k H(π(·|a_<k))", fontsize="medium")
-        entropy_ax.xaxis.get_major_locator().set_params(integer=True)
-        entropy_ax.legend(fontsize="x-small", loc="lower left")
-        self.rewards = reward_ax.scatter([], [], s=12, color=REWARD)
-        self.baseline = reward_ax.plot([], [], color=BASELINE, lw=1.5)[0]
-        self.failed = reward_ax.scatter([], [], transform=reward_ax.get_xaxis_transform(), marker="x", s=20,
-                                        color=FAILED, linewidths=1.2, clip_on=False)
-        reward_ax.set(xlabel="trial", ylabel=data["metric"], xlim=(-0.5, end + 0.5), ylim=frame[3])
-        reward_ax.set_title("reward R (dots), baseline b (line)" + (", failed (x)" if data["failed"] else ""),
-                            fontsize="medium")
-        reward_ax.xaxis.get_major_locator().set_params(integer=True)
-        moving = [*self.bars, self.entropy, self.rewards, self.baseline, self.failed]
-        for artist in moving:
-            artist.set_animated(True)
-        self.move(data)
-        return moving
-
-    def move(self, data: dict) -> None:
-        from nasnb.viz.policy import option_color
-
-        bars = iter(self.bars)
-        for d in data["decisions"]:
-            for i, (p, option) in enumerate(zip(d["probs"], d["options"])):
-                bar, sampled = next(bars), i == d["action"]
-                bar.set_height(p)
-                bar.set_facecolor(self.to_rgba(option_color(option, i), 1.0 if sampled else 0.35))
-                bar.set_edgecolor("black" if sampled else "none")
-        self.entropy.set_data(data["number"], data["entropies"])
-        rewarded = [k for k, r in enumerate(data["rewards"]) if r is not None]
-        self.rewards.set_offsets(offsets([data["number"][k] for k in rewarded], [data["rewards"][k] for k in rewarded]))
-        self.baseline.set_data([data["number"][k] for k in rewarded], [data["baselines"][k] for k in rewarded])
-        self.failed.set_offsets(offsets(data["failed"], [BOTTOM] * len(data["failed"])))

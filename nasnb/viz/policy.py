@@ -22,6 +22,7 @@ import math
 from nasnb.errors import InvalidValueError
 from nasnb.history import History, Step, Trial
 from nasnb.strategies.reinforce import baseline_step
+from nasnb.viz.live import LiveFigure, offsets, round_range, steps_axis_end
 
 # Okabe & Ito colour-blind-safe palette, for options that are not op names (toy ops, input pairs).
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
@@ -263,3 +264,77 @@ def _draw_rewards(data: dict, ax) -> None:
     elif failed:  # points in axes coordinates do not widen the x range
         ax.set(xlim=(min(data["number"]) - 0.5, max(data["number"]) + 0.5))
     ax.xaxis.get_major_locator().set_params(integer=True)
+
+
+# ============================================================================= live, for a dashboard
+
+
+class LivePolicy(LiveFigure):
+    """`plot_policy` live: the per-decision bars (outlined: the sampled option), the entropy of each
+    sampled path, the reward against the baseline; the trial whose policy is shown is in the caption."""
+
+    figsize = (7, 5.5)
+
+    def data(self, history, upto):
+        return policy_data(history, upto)
+
+    def frame(self, data: dict):
+        decisions = tuple((d["name"], tuple(d["options"])) for d in data["decisions"])
+        rewards = [r for r in data["rewards"] if r is not None] + [b for b in data["baselines"] if b is not None]
+        return (decisions, data["metric"], steps_axis_end(max(data["number"], default=0)),
+                round_range(rewards, bottom_row=bool(data["failed"])), bool(data["failed"]), data["max_entropy"])
+
+    def caption(self, data: dict) -> str:
+        if data["trial"] is None:
+            return "no trial yet"
+        failed = f", {len(data['failed'])} failed (x)" if data["failed"] else ""
+        baseline = "" if data["baseline"] is None else f", baseline b = {data['baseline']:.4g}"
+        return f"policy when trial {data['trial']} was sampled; {len(data['number'])} trials{failed}{baseline}"
+
+    def build(self, figure, data: dict) -> list:
+        from matplotlib.colors import to_rgba
+
+        grid = figure.add_gridspec(2, 2, height_ratios=(1.25, 1), left=0.08, right=0.98, bottom=0.08, top=0.94,
+                                   hspace=0.4, wspace=0.25)
+        bars_ax = figure.add_subplot(grid[0, :])
+        entropy_ax, reward_ax = figure.add_subplot(grid[1, 0]), figure.add_subplot(grid[1, 1])
+        self.to_rgba = to_rgba
+        _draw_bars(data, bars_ax)  # the static view's bars: ticks, uniform levels, legend
+        bars_ax.set_title("π(a_k | a_<k) of the newest trial (outlined: sampled; dotted: uniform)", fontsize="medium")
+        self.bars = list(bars_ax.patches)
+        frame = self.frame(data)
+        end = frame[2]
+        self.entropy = entropy_ax.plot([], [], color=ENTROPY, lw=1.2, marker=".", ms=3, label="sampled path")[0]
+        entropy_ax.axhline(data["max_entropy"], color="#555555", ls=":", lw=1, label="uniform policy")
+        entropy_ax.set(xlabel="trial", ylabel="entropy (nats)", ylim=(0, 1.05 * data["max_entropy"] or 1.0),
+                       xlim=(-0.5, end + 0.5))
+        entropy_ax.set_title("entropy Σ_k H(π(·|a_<k))", fontsize="medium")
+        entropy_ax.xaxis.get_major_locator().set_params(integer=True)
+        entropy_ax.legend(fontsize="x-small", loc="lower left")
+        self.rewards = reward_ax.scatter([], [], s=12, color=REWARD)
+        self.baseline = reward_ax.plot([], [], color=BASELINE, lw=1.5)[0]
+        self.failed = reward_ax.scatter([], [], transform=reward_ax.get_xaxis_transform(), marker="x", s=20,
+                                        color=FAILED, linewidths=1.2, clip_on=False)
+        reward_ax.set(xlabel="trial", ylabel=data["metric"], xlim=(-0.5, end + 0.5), ylim=frame[3])
+        reward_ax.set_title("reward R (dots), baseline b (line)" + (", failed (x)" if data["failed"] else ""),
+                            fontsize="medium")
+        reward_ax.xaxis.get_major_locator().set_params(integer=True)
+        moving = [*self.bars, self.entropy, self.rewards, self.baseline, self.failed]
+        for artist in moving:
+            artist.set_animated(True)
+        self.move(data)
+        return moving
+
+    def move(self, data: dict) -> None:
+        bars = iter(self.bars)
+        for d in data["decisions"]:
+            for i, (p, option) in enumerate(zip(d["probs"], d["options"])):
+                bar, sampled = next(bars), i == d["action"]
+                bar.set_height(p)
+                bar.set_facecolor(self.to_rgba(option_color(option, i), 1.0 if sampled else 0.35))
+                bar.set_edgecolor("black" if sampled else "none")
+        self.entropy.set_data(data["number"], data["entropies"])
+        rewarded = [k for k, r in enumerate(data["rewards"]) if r is not None]
+        self.rewards.set_offsets(offsets([data["number"][k] for k in rewarded], [data["rewards"][k] for k in rewarded]))
+        self.baseline.set_data([data["number"][k] for k in rewarded], [data["baselines"][k] for k in rewarded])
+        self.failed.set_offsets(offsets(data["failed"], [BOTTOM] * len(data["failed"])))

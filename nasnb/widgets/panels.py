@@ -9,18 +9,21 @@ cell panel keeps the drawings it already made, so scrubbing back and forth costs
 
 `PANELS` names them: "cell" (the candidate of step `upto` and the best cell so far, drawn by
 nasnb.viz.cell_image; a failed candidate shows its error, a one-shot step its metrics) and every
-view of `nasnb.registry` ("view"), each shown by a `PlotPanel`:
+view of `nasnb.registry` ("view"):
 
     progress    metric per trial or step and the best-so-far line (nasnb.viz.plot_progress)
     population  an evolution's population (nasnb.viz.plot_population)
     policy      a controller's per-decision probabilities (nasnb.viz.plot_policy)
-    alphas      a one-shot search's softmax(α) per edge, live (`AlphasPanel`; nasnb.viz.plot_alphas)
+    alphas      a one-shot search's softmax(α) per edge and the derived cell (nasnb.viz.plot_alphas)
 
-A view registered later (`registry.register("view", "mine", "mypackage.plots:plot_mine")`) is a
-panel too.
+These four follow the search live (`LivePanel`, `AlphasPanel`, LIVE_PANELS): their figures
+(nasnb.viz.live) are drawn once and then moved in place, a few milliseconds a step, where drawing
+the static view from scratch took 70-400 ms (benchmarks/redraw.py). A view registered later
+(`registry.register("view", "mine", "mypackage.plots:plot_mine")`) is a panel too, a `PlotPanel`
+that draws it from scratch.
 
-Figures become PNG bytes through matplotlib's Agg canvas (`Figure.savefig`), never pyplot, so
-nothing piles up in a pyplot figure manager and no GUI backend is touched.
+Figures become PNG bytes through matplotlib's Agg canvas, never pyplot, so nothing piles up in a
+pyplot figure manager and no GUI backend is touched.
 """
 from __future__ import annotations
 
@@ -389,7 +392,7 @@ def view_panel(name: str) -> Panel:
 LIVE_PANELS: dict[str, Callable[[], Panel]] = {
     "nasnb.viz.search:plot_progress": functools.partial(LivePanel, "nasnb.viz.live:LiveProgress", "progress"),
     "nasnb.viz.search:plot_population": functools.partial(LivePanel, "nasnb.viz.live:LivePopulation", "population"),
-    "nasnb.viz.policy:plot_policy": functools.partial(LivePanel, "nasnb.viz.live:LivePolicy", "policy"),
+    "nasnb.viz.policy:plot_policy": functools.partial(LivePanel, "nasnb.viz.policy:LivePolicy", "policy"),
     "nasnb.viz.alphas:plot_alphas": AlphasPanel,
 }
 
