@@ -32,15 +32,19 @@ import torch.nn.functional as F
 
 from nasnb.checks import check_bool, check_int, check_positive_int, short
 from nasnb.errors import InvalidValueError
+from nasnb.spaces.fast_ops import SEARCH_CONVS, check_fast, checkpointed, search_conv
 from nasnb.spaces.genotypes import Genotype
 from nasnb.spaces.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN, Zero, make_darts_op
 from nasnb.spaces.supernet import ALPHA_INIT_SCALE, MixedOp, Supernet, check_partial_channels
 
 
-def _search_op(name: str, C: int, stride: int):
-    """A DARTS op without affine BatchNorm; pools get a BatchNorm of their own (model_search.py)."""
+def _search_op(name: str, C: int, stride: int, tricks: frozenset = frozenset()):
+    """A DARTS op without affine BatchNorm; pools get a BatchNorm of their own (model_search.py).
+    With `tricks` (fast_ops.py), the conv ops are the search versions (same weights and names)."""
     if name == "none":
         return None  # zero: MixedOp skips it
+    if name in SEARCH_CONVS and tricks & {"depthwise_backward", "shared_relu"}:
+        return search_conv(name, C, stride, fast_backward="depthwise_backward" in tricks)
     op = make_darts_op(name, C, stride, affine=False)
     if "pool" in name:
         op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
@@ -51,10 +55,13 @@ class DartsSearchCell(nn.Module):
     """A normal or reduction cell with a MixedOp on every edge (j -> node i, j < i + 2)."""
 
     def __init__(self, op_names, steps: int, multiplier: int, C_prev_prev: int, C_prev: int, C: int,
-                 reduction: bool, reduction_prev: bool, partial_channels: int = 1, keep=None):
-        """`keep`: an optional (num_edges, num_ops) bool mask; an op it drops gets no module (P-DARTS)."""
+                 reduction: bool, reduction_prev: bool, partial_channels: int = 1, keep=None,
+                 tricks: frozenset = frozenset()):
+        """`keep`: an optional (num_edges, num_ops) bool mask; an op it drops gets no module (P-DARTS).
+        `tricks`: the speed and memory tricks of fast_ops.py in use."""
         super().__init__()
         self.reduction, self.steps, self.multiplier, self.C = reduction, steps, multiplier, C
+        self.checkpoint = "checkpoint" in tricks
         # c_{k-2} is twice as large as c_{k-1} when the previous cell reduced: halve it too.
         if reduction_prev:
             self.preprocess0 = FactorizedReduce(C_prev_prev, C, affine=False)
@@ -66,9 +73,9 @@ class DartsSearchCell(nn.Module):
             for j in range(i + 2):
                 stride = 2 if reduction and j < 2 else 1  # only the cell inputs are downsampled
                 row = [True] * len(op_names) if keep is None else keep[len(self.mixed)].tolist()
-                ops = {name: _search_op(name, C // partial_channels, stride) if kept else None
+                ops = {name: _search_op(name, C // partial_channels, stride, tricks) if kept else None
                        for name, kept in zip(op_names, row)}
-                self.mixed.append(MixedOp(ops, stride, partial_channels))
+                self.mixed.append(MixedOp(ops, stride, partial_channels, shared_relu="shared_relu" in tricks))
 
     def forward(self, s0, s1, weights=None, ops=None, edge_weights=None):
         """(B, C_pp, H, W), (B, C_p, H, W) -> (B, multiplier * C, H', W'); per edge e: weights[e]
@@ -79,7 +86,10 @@ class DartsSearchCell(nn.Module):
             total = None
             for j, h in enumerate(states):
                 e = offset + j
-                out = self.mixed[e](h, None if weights is None else weights[e], None if ops is None else ops[e])
+                if ops is None and self.checkpoint and torch.is_grad_enabled():  # the relaxation's memory
+                    out = checkpointed(self.mixed[e], h, weights[e])
+                else:
+                    out = self.mixed[e](h, None if weights is None else weights[e], None if ops is None else ops[e])
                 if out is None:
                     continue  # only 'none' ran on this edge
                 if edge_weights is not None:
@@ -97,6 +107,8 @@ class DartsSupernet(Supernet):
     supernet.py. `op_names` are the ops of every edge, in α's order (DARTS_PRIMITIVES by default).
 
     `edge_normalization` (PC-DARTS' β): None turns it on exactly when partial_channels > 1.
+    `fast`: the speed and memory tricks of fast_ops.py, True (all, the default), False (none, the
+    plain network) or a collection of names from FAST_TRICKS; outputs and gradients are the same.
     """
 
     cell_names = ("normal", "reduce")
@@ -104,8 +116,9 @@ class DartsSupernet(Supernet):
     def __init__(self, C: int = 16, layers: int = 8, num_classes: int = 10, in_channels: int = 3, steps: int = 4,
                  multiplier: int = 4, stem_multiplier: int = 3, op_names=DARTS_PRIMITIVES,
                  partial_channels: int = 1, edge_normalization: bool | None = None, keep: dict | None = None,
-                 skip_dropout: float = 0.0):
+                 skip_dropout: float = 0.0, fast=True):
         super().__init__()
+        self.fast = check_fast(fast)
         C = check_positive_int("C", C, example=16)
         layers = check_positive_int("layers", layers, example=8)
         num_classes = check_positive_int("num_classes", num_classes, example=10)
@@ -145,7 +158,7 @@ class DartsSupernet(Supernet):
                 C_curr *= 2  # halve the resolution, double the channels
             self.cells.append(DartsSearchCell(self.op_names, self.steps, self.multiplier, C_prev_prev, C_prev,
                                               C_curr, reduction, reduction_prev, self.partial_channels,
-                                              self.keep["reduce" if reduction else "normal"]))
+                                              self.keep["reduce" if reduction else "normal"], self.fast))
             reduction_prev = reduction
             C_prev_prev, C_prev = C_prev, self.multiplier * C_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
@@ -167,6 +180,8 @@ class DartsSupernet(Supernet):
 
     def _forward(self, x, weights, ops):
         edge_weights = self.edge_weights() if ops is None else None  # one sub-network: no β
+        if "channels_last" in self.fast and x.device.type == "cpu":
+            x = x.contiguous(memory_format=torch.channels_last)  # NHWC: oneDNN's preferred layout
         s0 = s1 = self.stem(x)  # (B, stem_multiplier * C, H, W)
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from nasnb.checks import check_float, check_int, check_positive_int, short
 from nasnb.errors import InvalidTypeError, InvalidValueError
+from nasnb.spaces.fast_ops import SearchDilConv, SearchReLUConvBN, SearchSepConv, check_fast
 from nasnb.spaces.ops import Identity, Pool, ReLUConvBN, ResNetBasicBlock, Zero
 
 ALPHA_INIT_SCALE = 1e-3  # α starts near zero (all ops equally weighted), as in the DARTS code
@@ -53,21 +54,26 @@ class MixedOp(nn.Module):
     """One supernet edge: every candidate op, applied to the same input.
 
     `ops` maps op name -> module, in the order of α's entries; the 'none' op needs no module and is
-    given as None. With `partial_channels=K`, the ops see C/K channels (build them for C/K) and the
-    rest bypass them (max-pooled when the edge has stride 2), as in PC-DARTS.
+    given as None, and so is an op P-DARTS' `keep` dropped. With `partial_channels=K`, the ops see
+    C/K channels (build them for C/K) and the rest bypass them (max-pooled when the edge has
+    stride 2), as in PC-DARTS. `shared_relu`: compute ReLU(x) once for the conv ops (fast_ops.py).
     """
 
-    def __init__(self, ops: dict, stride: int = 1, partial_channels: int = 1):
+    def __init__(self, ops: dict, stride: int = 1, partial_channels: int = 1, shared_relu: bool = False):
         super().__init__()
         self.names = tuple(ops)
         self.ops = nn.ModuleDict({name: op for name, op in ops.items() if op is not None})
         self.stride, self.partial_channels = stride, partial_channels
         self.skip_dropout = 0.0  # P-DARTS' dropout rate after skip_connect; the supernet sets it
+        # one ReLU(x) for every conv op of the edge (fast_ops.py), when more than one would compute it
+        self.shared_relu = shared_relu and sum(map(_takes_relu, self.ops.values())) > 1
 
-    def run_op(self, name: str, x: torch.Tensor) -> torch.Tensor:
-        """One candidate op on x; a parameter-free skip connection goes through P-DARTS' dropout
-        (as in the authors' model_search.py: Identity followed by nn.Dropout(p), training mode only)."""
-        h = self.ops[name](x)
+    def run_op(self, name: str, x: torch.Tensor, relu_x: torch.Tensor | None = None) -> torch.Tensor:
+        """One candidate op on x (`relu_x`: ReLU(x), computed once for the edge's conv ops); a
+        parameter-free skip connection goes through P-DARTS' dropout (as in the authors'
+        model_search.py: Identity followed by nn.Dropout(p), training mode only)."""
+        op = self.ops[name]
+        h = op(x, relu_x) if relu_x is not None and _takes_relu(op) else op(x)
         if self.skip_dropout > 0 and self.training and isinstance(self.ops[name], Identity):
             h = F.dropout(h, self.skip_dropout, training=True)
         return h
@@ -91,9 +97,10 @@ class MixedOp(nn.Module):
                 h = weights[op] * h  # GDAS: the value of the one-hot weight is 1, its gradient reaches α
         else:
             h = None
+            relu_x = F.relu(x) if self.shared_relu else None
             for i, name in enumerate(self.names):
                 if name in self.ops:  # 'none' and dropped ops are skipped: w * 0 adds nothing
-                    term = weights[i] * self.run_op(name, x)  # eq. (2) of DARTS
+                    term = weights[i] * self.run_op(name, x, relu_x)  # eq. (2) of DARTS
                     h = term if h is None else h + term
         if K == 1:
             return h
@@ -102,6 +109,11 @@ class MixedOp(nn.Module):
         if bypass.shape[-1] != h.shape[-1]:  # a stride-2 edge: the bypass shrinks too
             bypass = F.max_pool2d(bypass, 2, 2, ceil_mode=True)  # ceil: 7x7 -> 4x4 like the strided ops
         return channel_shuffle(torch.cat([h, bypass], dim=1), K)
+
+
+def _takes_relu(op: nn.Module) -> bool:
+    """A search op that can take ReLU(x) instead of x (fast_ops.py)."""
+    return isinstance(op, (SearchReLUConvBN, SearchDilConv, SearchSepConv))
 
 
 def check_partial_channels(partial_channels, widths: Sequence[int]) -> int:

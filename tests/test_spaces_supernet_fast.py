@@ -1,0 +1,169 @@
+"""The supernets' speed and memory tricks (nasnb/spaces/fast_ops.py) change no number.
+
+The fast depthwise convolution is checked by finite differences (gradcheck, float64) and against
+nn.Conv2d's gradients; every trick, alone and together, against benchmarks/darts_baseline.py (the
+authors' straightforward network) on the same weights: outputs, weight gradients and α gradients;
+DARTS' second-order α gradient (torch.func.functional_call on w', w±) against the plain network.
+"""
+import importlib.util
+import pathlib
+
+import pytest
+import torch
+import torch.nn as nn
+
+from nasnb.errors import NasnbError
+from nasnb.spaces.darts_supernet import DartsSupernet
+from nasnb.spaces.fast_ops import FAST_TRICKS, _DepthwiseConv2d, depthwise_conv2d
+from nasnb.strategies.darts import first_order_alpha_gradient, unrolled_alpha_gradient
+from nasnb.strategies.reinforce import one_thread
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("darts_baseline", ROOT / "benchmarks" / "darts_baseline.py")
+baseline = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(baseline)
+
+CONVS = [(3, 1, 1), (5, 2, 1), (3, 2, 2), (5, 4, 2)]  # DARTS' (kernel, padding, dilation)
+
+
+@pytest.fixture(autouse=True)
+def single_thread():
+    with one_thread():
+        yield
+
+
+# ----------------------------------------------------------------------------- the depthwise convolution
+
+
+@pytest.mark.parametrize("kernel, padding, dilation", CONVS)
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [1, 4, 7])
+def test_depthwise_gradients_equal_nn_conv2d(kernel, padding, dilation, stride, size):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 3, kernel, stride, padding, dilation, groups=3, bias=False).double()
+    x = torch.randn(2, 3, size, size, dtype=torch.float64, requires_grad=True)
+    expected = conv(x)
+    probe = torch.randn_like(expected)
+    expected_grads = torch.autograd.grad(expected, [x, conv.weight], probe)
+    y = depthwise_conv2d(x, conv)
+    torch.testing.assert_close(y, expected, rtol=1e-12, atol=1e-12)
+    for got, want in zip(torch.autograd.grad(y, [x, conv.weight], probe), expected_grads):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel, padding, dilation", CONVS)
+@pytest.mark.parametrize("stride", [1, 2])
+def test_depthwise_gradients_pass_gradcheck_and_gradgradcheck(kernel, padding, dilation, stride):
+    torch.manual_seed(0)
+    x = torch.randn(2, 2, 6, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 1, kernel, kernel, dtype=torch.float64, requires_grad=True)
+
+    def conv(x, w):
+        return _DepthwiseConv2d.apply(x, w, (stride, stride), (padding, padding), (dilation, dilation))
+
+    assert torch.autograd.gradcheck(conv, (x, w))  # against central differences
+    assert torch.autograd.gradgradcheck(conv, (x, w))  # double backpropagation works through it
+
+
+# ----------------------------------------------------------------------------- the whole supernet
+
+
+def paired(fast, C=4, layers=5, partial_channels=1):
+    torch.manual_seed(0)
+    ours = DartsSupernet(C=C, layers=layers, in_channels=1, fast=fast, partial_channels=partial_channels).double()
+    with torch.no_grad():
+        for a in ours.arch_parameters():
+            a.normal_()
+    return ours
+
+
+def with_baseline(fast):
+    ours = paired(fast)
+    theirs = baseline.Network(4, 10, 5, in_channels=1).double()
+    baseline.copy_weights(ours, theirs)
+    theirs.alphas_normal = ours.alpha["normal"].detach().clone().requires_grad_()
+    theirs.alphas_reduce = ours.alpha["reduce"].detach().clone().requires_grad_()
+    return ours, theirs
+
+
+@pytest.mark.parametrize("fast", [True] + [{trick} for trick in FAST_TRICKS])
+def test_every_trick_gives_the_baselines_outputs_and_gradients(fast):
+    ours, theirs = with_baseline(fast)
+    x = torch.randn(3, 1, 8, 8, dtype=torch.float64)
+    probe = torch.randn(3, 10, dtype=torch.float64)
+    y_ours, y_theirs = ours(x), theirs(x)
+    torch.testing.assert_close(y_ours, y_theirs, rtol=1e-10, atol=1e-10)
+    (y_ours * probe).sum().backward()
+    (y_theirs * probe).sum().backward()
+    ours_w, theirs_w = ours.weight_parameters(), [p for _, p in theirs.named_parameters()]
+    assert len(ours_w) == len(theirs_w)
+    for a, b in zip(ours_w, theirs_w):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(ours.alpha["normal"].grad, theirs.alphas_normal.grad, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(ours.alpha["reduce"].grad, theirs.alphas_reduce.grad, rtol=1e-8, atol=1e-10)
+
+
+def batch(seed, B=4):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(B, 1, 8, 8, generator=g, dtype=torch.float64), torch.randint(10, (B,), generator=g)
+
+
+@pytest.mark.parametrize("partial_channels", [1, 2])
+def test_second_order_alpha_gradient_equals_the_plain_networks(partial_channels):
+    # DARTS eq. 7-8 through functional_call: w', w+ and w− must reach the checkpointed recomputation
+    fast, plain = paired(True, partial_channels=partial_channels), paired(False, partial_channels=partial_channels)
+    plain.load_state_dict(fast.state_dict())
+    train, val = batch(1), batch(2)
+    buffers = {name: torch.randn_like(p) for name, p in fast.named_parameters()
+               if not name.startswith(("alpha", "beta"))}
+    got = unrolled_alpha_gradient(fast, train, val, xi=0.1, momentum=0.9, momentum_buffers=buffers, weight_decay=3e-4)
+    want = unrolled_alpha_gradient(plain, train, val, xi=0.1, momentum=0.9, momentum_buffers=buffers,
+                                   weight_decay=3e-4)
+    assert len(got) == len(want) == (4 if partial_channels > 1 else 2)
+    for a, b in zip(got, want):
+        assert a.abs().max() > 0
+        torch.testing.assert_close(a, b, rtol=1e-7, atol=1e-12)
+    for a, b in zip(first_order_alpha_gradient(fast, val), first_order_alpha_gradient(plain, val)):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-12)
+    # BatchNorm's running statistics moved once per forward pass, as in the plain network
+    for (name, a), b in zip(fast.named_buffers(), plain.buffers()):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_partial_channels_fast_equals_plain_with_gradients():
+    fast, plain = paired(True, partial_channels=2), paired(False, partial_channels=2)
+    plain.load_state_dict(fast.state_dict())
+    x, _ = batch(3)
+    probe = torch.randn(4, 10, dtype=torch.float64)
+    (fast(x) * probe).sum().backward()
+    (plain(x) * probe).sum().backward()
+    for (name, a), b in zip(fast.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-8, atol=1e-10, msg=name)
+
+
+def test_sub_network_modes_and_skip_dropout_are_unchanged():
+    fast, plain = paired(True), paired(False)
+    plain.load_state_dict(fast.state_dict())
+    x, _ = batch(4)
+    ops = {cell: a.argmax(-1) for cell, a in fast.alpha.items()}
+    torch.testing.assert_close(fast(x, ops=ops), plain(x, ops=ops), rtol=1e-10, atol=1e-10)
+    hard = {cell: torch.nn.functional.one_hot(i, 8).double() for cell, i in ops.items()}
+    torch.testing.assert_close(fast(x, weights=hard, ops=ops), plain(x, weights=hard, ops=ops))
+    # dropout in the checkpointed edges: the recomputation must reuse the forward's masks
+    fast.skip_dropout = plain.skip_dropout = 0.5
+    probe = torch.randn(4, 10, dtype=torch.float64)
+    torch.manual_seed(7)
+    (fast(x) * probe).sum().backward()
+    torch.manual_seed(7)
+    (plain(x) * probe).sum().backward()
+    for (name, a), b in zip(fast.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-8, atol=1e-10, msg=name)
+
+
+def test_fast_is_the_default_and_its_argument_is_checked():
+    assert DartsSupernet(C=2, layers=3).fast == frozenset(FAST_TRICKS)
+    assert DartsSupernet(C=2, layers=3, fast=False).fast == frozenset()
+    with pytest.raises(NasnbError, match=r"fast.*'checkpoitn'"):
+        DartsSupernet(C=2, layers=3, fast={"checkpoitn"})
+    with pytest.raises(NasnbError, match="fast"):
+        DartsSupernet(C=2, layers=3, fast="checkpoint")
