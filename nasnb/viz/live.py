@@ -53,13 +53,15 @@ def steps_axis_end(last: int) -> int:
 
 def round_range(values, bottom_row: bool = False) -> tuple[float, float]:
     """A y range around `values` on a coarse round grid (a step of 1, 2 or 5 times a power of ten,
-    a fifth to a half of their spread), so it stays put while the values move inside it.
+    a fifth to a half of their spread, or of a quarter of their size when that is larger), so it
+    stays put while the values move inside it.
     bottom_row: one more step below, where the points without a value sit."""
     values = [v for v in values if v is not None]
     if not values:
         return 0.0, 1.0
     low, high = min(values), max(values)
-    spread = high - low or abs(high) or 1.0
+    # At least a quarter of their size: the first few points (spread ~0) would move the grid at every step.
+    spread = max(high - low, abs(high) / 4) or 1.0
     step = 10 ** math.floor(math.log10(spread / 2))  # spread / step in [2, 20)
     step *= 5 if spread / step >= 10 else 2 if spread / step >= 4 else 1
     digits = max(0, 1 - math.floor(math.log10(step)))  # 0.6, not 0.6000000000000001
