@@ -295,3 +295,14 @@ def test_a_supernet_without_normal_cells_leaves_their_alpha_alone(data):
     normal = darts.net.alpha["normal"].detach().clone()
     darts.step()
     assert torch.equal(darts.net.alpha["normal"].detach(), normal)
+
+
+def test_a_darts_dashboard_shows_the_alphas_and_the_progress(data):
+    from nasnb.widgets import Dashboard
+
+    search = make(data, order=1)
+    dash = Dashboard(search)
+    assert list(dash.panels) == ["alphas", "progress"]
+    dash.step()
+    assert len(search.history) == 1
+    dash.close()

@@ -355,7 +355,7 @@ class DARTS(Search):
     batch, Gumbel sample and dropout mask is drawn from `self.torch_generator`.
     """
 
-    panels = ("cell", "progress")
+    panels = ("alphas", "progress")  # softmax(α) bars, their history and the derived cell; the metrics
 
     def __init__(self, space, data, *, order: int = 2, supernet_kwargs: dict | None = None, batch_size: int = 64,
                  w_lr: float = 0.025, w_lr_min: float = 0.001, schedule_steps: int | None = None,
