@@ -240,6 +240,7 @@ def test_the_policy_view_replays_an_enas_history(data):
     assert view["baseline"] == pytest.approx(search.baseline)  # the replay ends where the live search is
     assert [d["probs"] for d in view["decisions"]] == samples[-1]["probs"]
     assert policy_data(search.history, upto=1)["number"] == pytest.approx([0, 1 / 3, 2 / 3])
+    assert policy_data(make(data).history)["unit"] == "step"  # before the first step too
     figure = plot_policy(search.history)
     bars, entropy, reward = figure.axes
     assert len(bars.patches) == 6 * 5 and "step 2" in bars.get_title()
@@ -256,7 +257,12 @@ def test_a_dashboard_shows_the_cell_the_policy_and_the_progress(data):
     for _ in range(2):
         dash.step_button.click()
     assert len(search.history) == 2
-    assert f"{search.baseline:.4g}" in dash.panels["policy"].caption.value  # the live search's b, replayed
+    caption = dash.panels["policy"].caption.value
+    assert f"{search.baseline:.4g}" in caption  # the live search's b, replayed
+    assert "policy when step 1 was sampled; 6 controller samples" in caption
+    from nasnb.viz.policy import LivePolicy
+
+    assert LivePolicy().caption(policy_data(search.history, upto=0)) == "no step yet"
 
 
 # ============================================================================= checkpoints, reset, settings

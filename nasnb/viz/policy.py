@@ -96,7 +96,8 @@ def policy_data(history: History, upto: int | None = None, metric: str | None = 
         "metric": metric,
         "baseline_decay": decay,
         "trial": samples[-1][1] if samples else None,
-        "unit": "step" if any(isinstance(r, Step) for r in history[:n]) else "trial",
+        # ENAS writes controller_steps into meta: its axis is steps even before the first one
+        "unit": "step" if "controller_steps" in history.meta or any(isinstance(r, Step) for r in history) else "trial",
         "decisions": decisions,
         "number": [position for position, _, _, _ in samples],
         "rewards": rewards,
@@ -282,14 +283,17 @@ class LivePolicy(LiveFigure):
         decisions = tuple((d["name"], tuple(d["options"])) for d in data["decisions"])
         rewards = [r for r in data["rewards"] if r is not None] + [b for b in data["baselines"] if b is not None]
         return (decisions, data["metric"], steps_axis_end(max(data["number"], default=0)),
-                round_range(rewards, bottom_row=bool(data["failed"])), bool(data["failed"]), data["max_entropy"])
+                round_range(rewards, bottom_row=bool(data["failed"])), bool(data["failed"]), data["max_entropy"],
+                data["unit"])
 
     def caption(self, data: dict) -> str:
         if data["trial"] is None:
-            return "no trial yet"
+            return f"no {data['unit']} yet"
         failed = f", {len(data['failed'])} failed (x)" if data["failed"] else ""
         baseline = "" if data["baseline"] is None else f", baseline b = {data['baseline']:.4g}"
-        return f"policy when trial {data['trial']} was sampled; {len(data['number'])} trials{failed}{baseline}"
+        samples = "trials" if data["unit"] == "trial" else "controller samples"  # an ENAS step holds several
+        return (f"policy when {data['unit']} {data['trial']} was sampled; {len(data['number'])} {samples}"
+                f"{failed}{baseline}")
 
     def build(self, figure, data: dict) -> list:
         from matplotlib.colors import to_rgba
@@ -300,13 +304,15 @@ class LivePolicy(LiveFigure):
         entropy_ax, reward_ax = figure.add_subplot(grid[1, 0]), figure.add_subplot(grid[1, 1])
         self.to_rgba = to_rgba
         _draw_bars(data, bars_ax)  # the static view's bars: ticks, uniform levels, legend
-        bars_ax.set_title("π(a_k | a_<k) of the newest trial (outlined: sampled; dotted: uniform)", fontsize="medium")
+        newest = "trial" if data["unit"] == "trial" else "controller sample"
+        bars_ax.set_title(f"π(a_k | a_<k) of the newest {newest} (outlined: sampled; dotted: uniform)",
+                          fontsize="medium")
         self.bars = list(bars_ax.patches)
         frame = self.frame(data)
         end = frame[2]
         self.entropy = entropy_ax.plot([], [], color=ENTROPY, lw=1.2, marker=".", ms=3, label="sampled path")[0]
         entropy_ax.axhline(data["max_entropy"], color="#555555", ls=":", lw=1, label="uniform policy")
-        entropy_ax.set(xlabel="trial", ylabel="entropy (nats)", ylim=(0, 1.05 * data["max_entropy"] or 1.0),
+        entropy_ax.set(xlabel=data["unit"], ylabel="entropy (nats)", ylim=(0, 1.05 * data["max_entropy"] or 1.0),
                        xlim=(-0.5, end + 0.5))
         entropy_ax.set_title("entropy Σ_k H(π(·|a_<k))", fontsize="medium")
         entropy_ax.xaxis.get_major_locator().set_params(integer=True)
@@ -315,7 +321,7 @@ class LivePolicy(LiveFigure):
         self.baseline = reward_ax.plot([], [], color=BASELINE, lw=1.5)[0]
         self.failed = reward_ax.scatter([], [], transform=reward_ax.get_xaxis_transform(), marker="x", s=20,
                                         color=FAILED, linewidths=1.2, clip_on=False)
-        reward_ax.set(xlabel="trial", ylabel=data["metric"], xlim=(-0.5, end + 0.5), ylim=frame[3])
+        reward_ax.set(xlabel=data["unit"], ylabel=data["metric"], xlim=(-0.5, end + 0.5), ylim=frame[3])
         reward_ax.set_title("reward R (dots), baseline b (line)" + (", failed (x)" if data["failed"] else ""),
                             fontsize="medium")
         reward_ax.xaxis.get_major_locator().set_params(integer=True)
