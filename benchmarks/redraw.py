@@ -23,7 +23,9 @@ time is the wall time of `dash.step()` minus its redraws; each panel's redraw is
 per-step ratios redraw / step. The plots of multi-trial searches grow with the history, so they are
 also timed at the notebook's budget: a twin search with a free evaluator (seeded random metrics,
 the same strategy) is run to the budget and `dash.show_step(t)` redraws its last steps; that cost
-is divided by the real step's median time ("at budget"). Play also redraws at most as often as
+is divided by the real step's median time ("at budget"). Beside each live panel, "scratch" is the
+same view drawn from scratch by a PlotPanel at the same step (what the dashboard did before its
+live panels), timed after the step in the same run. Play also redraws at most as often as
 keeps drawing under `Dashboard.REDRAW_SHARE` of the time (see dashboard.py): the last column,
 `play`, is the share of a Play run's time spent drawing, measured on the real search.
 """
@@ -42,7 +44,9 @@ from nasnb.evaluators import TrainEvaluator
 from nasnb.spaces import DartsSpace, NB201Space
 from nasnb.strategies import DARTS, RegularizedEvolution, Reinforce
 from nasnb.viz import has_dot
+from nasnb import registry
 from nasnb.widgets import Dashboard
+from nasnb.widgets.panels import LAYOUTS, PlotPanel, one_axes
 
 SEED = 0
 
@@ -70,9 +74,25 @@ CONFIGS = {
 }
 
 
-def stepped(dash, steps: int) -> tuple[list, dict]:
-    """Step `steps` times; per step the step's own seconds, and per panel its redraw seconds."""
+def scratch_panels(names) -> dict:
+    """For each view, a PlotPanel that draws the static view from scratch at every step (what the
+    dashboard did before its live panels): the figure to compare a live redraw with."""
+    panels = {}
+    for name in names:
+        if name == "cell":
+            continue
+        where = registry.target("view", name)
+        figsize, axes = LAYOUTS.get(where, ((7, 4), one_axes))
+        panels[name] = PlotPanel(where, title=name, figsize=None if name == "alphas" else figsize, axes=axes)
+    return panels
+
+
+def stepped(dash, steps: int) -> tuple[list, dict, dict]:
+    """Step `steps` times; per step the step's own seconds, per panel its redraw seconds, and per
+    view the seconds of drawing it from scratch (after the step, not counted in it)."""
     step_times, redraws = [], {name: [] for name in dash.panels}
+    scratch = scratch_panels(dash.panels)
+    from_scratch = {name: [] for name in scratch}
     for _ in range(steps):
         before = {name: panel.draws for name, panel in dash.panels.items()}
         start = time.perf_counter()
@@ -82,7 +102,10 @@ def stepped(dash, steps: int) -> tuple[list, dict]:
         step_times.append(total - sum(drawn.values()))
         for name in dash.panels:
             redraws[name].append(drawn.get(name))
-    return step_times, redraws
+        for name, panel in scratch.items():
+            panel.update(dash.search, len(dash.search.history))
+            from_scratch[name].append(panel.last_seconds)
+    return step_times, redraws, from_scratch
 
 
 def at_budget(config: dict, budget: int) -> dict:
@@ -90,12 +113,17 @@ def at_budget(config: dict, budget: int) -> dict:
     search = config["make"](free_evaluator())
     search.run(budget, progress=False)
     dash = Dashboard(search, panels=config["panels"])  # draws step `budget` once (first draw)
-    times = {name: [] for name in dash.panels}
+    scratch = scratch_panels(dash.panels)
+    times = {name: [] for name in [*dash.panels, *(f"{name} scratch" for name in scratch)]}
     for t in (budget - 3, budget - 2, budget - 1, budget):
         dash.show_step(t)
+        for name, panel in scratch.items():
+            panel.update(search, t)
         if t > budget - 3:  # the first one moved from `budget` back: caches of the panels are warm now
             for name, panel in dash.panels.items():
                 times[name].append(panel.last_seconds)
+            for name, panel in scratch.items():
+                times[f"{name} scratch"].append(panel.last_seconds)
     dash.close()
     return {name: statistics.median(v) for name, v in times.items()}
 
@@ -120,7 +148,7 @@ def report(name: str, config: dict, steps: int, play_steps: int) -> None:
     evaluator = notebook_evaluator() if config["trials"] else None
     search = config["make"](evaluator)
     dash = Dashboard(search, panels=config["panels"])
-    step_times, redraws = stepped(dash, steps)
+    step_times, redraws, from_scratch = stepped(dash, steps)
     dash.close()
     budget = config["budget"]
     late = at_budget(config, budget) if budget else None
@@ -129,8 +157,8 @@ def report(name: str, config: dict, steps: int, play_steps: int) -> None:
     where = f"{len(search.history)} steps" if budget is None else f"{steps} trials; at budget: {budget} trials"
     print(f"\n{name}: {type(search).__name__} on {search.space!r}, {where}; step {step:.3f} s (median, "
           f"{min(step_times):.3f}-{max(step_times):.3f})")
-    header = f"  {'panel':<11}{'redraw ms':>10}{'ratio':>8}{'max ratio':>10}"
-    print(header + (f"{'at budget ms':>14}{'ratio':>8}" if late else ""))
+    header = f"  {'panel':<11}{'redraw ms':>10}{'ratio':>8}{'max ratio':>10}{'scratch ms':>11}{'ratio':>8}"
+    print(header + (f"{'at budget ms':>14}{'ratio':>8}{'scratch ms':>11}{'ratio':>8}" if late else ""))
     totals = [0.0] * len(step_times)
     for panel, values in redraws.items():
         ratios = [v / s for v, s in zip(values, step_times) if v is not None]
@@ -139,14 +167,23 @@ def report(name: str, config: dict, steps: int, play_steps: int) -> None:
         drawn = [v for v in values if v is not None]
         line = f"  {panel:<11}{1000 * statistics.median(drawn):>10.1f}{statistics.median(ratios):>8.1%}" \
                f"{max(ratios):>10.1%}"
+        if panel in from_scratch:
+            scratch = [v / s for v, s in zip(from_scratch[panel], step_times)]
+            line += f"{1000 * statistics.median(from_scratch[panel]):>11.1f}{statistics.median(scratch):>8.1%}"
+        else:
+            line += " " * 19
         if late:
             line += f"{1000 * late[panel]:>14.1f}{late[panel] / step:>8.1%}"
+            if f"{panel} scratch" in late:
+                line += f"{1000 * late[panel + ' scratch']:>11.1f}{late[panel + ' scratch'] / step:>8.1%}"
         print(line)
     ratios = [t / s for t, s in zip(totals, step_times)]
     line = f"  {'dashboard':<11}{1000 * statistics.median(totals):>10.1f}{statistics.median(ratios):>8.1%}" \
            f"{max(ratios):>10.1%}"
+    line += " " * 19
     if late:
-        line += f"{1000 * sum(late.values()):>14.1f}{sum(late.values()) / step:>8.1%}"
+        live = sum(v for name, v in late.items() if not name.endswith("scratch"))
+        line += f"{1000 * live:>14.1f}{live / step:>8.1%}"
     print(line)
     if play is not None:
         print(f"  Play, {play_steps} steps: {play[0]:.1%} of the wall time spent redrawing ({play[1]} redraws)")

@@ -41,10 +41,12 @@ def test_round_range_holds_every_value_on_a_round_grid():
         values = list(rng.normal(rng.uniform(-5, 5), 10 ** rng.uniform(-3, 2), size=rng.integers(1, 20)))
         low, high = round_range(values)
         assert low <= min(values) and high >= max(values) and high > low
-        assert high - low <= 4 * max(max(values) - min(values), abs(max(values)) / 4)  # not needlessly wide
+        fraction = 0 <= min(values) and max(values) <= 1
+        assert high - low <= (1.5 if fraction else 4 * max(max(values) - min(values), abs(max(values)) / 4))
         bottom_low, bottom_high = round_range(values, bottom_row=True)
         assert bottom_low < low and bottom_high == high
-    assert round_range([]) == (0.0, 1.0) and round_range([0.61, 0.97]) == (0.6, 1.0)
+    assert round_range([]) == (0.0, 1.0) and round_range([0.61, 0.97]) == (0.5, 1.0)
+    assert round_range([12.1, 19.7]) == (12.0, 20.0)
 
 
 def test_live_progress_draws_the_trials(runs):

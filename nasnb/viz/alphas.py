@@ -194,7 +194,9 @@ def trajectory_limits(data: dict) -> tuple[float, float]:
     low, high = min(values), max(values)
     q = 0.25 if high - low > 0.5 else 0.05
     low, high = max(0.0, math.floor(low / q) * q), min(1.0, math.ceil(high / q) * q)
-    return (low, high) if high > low else (max(0.0, low - q), min(1.0, high + q))
+    if high <= low:
+        low, high = max(0.0, low - q), min(1.0, high + q)
+    return round(low, 2), round(high, 2)  # 0.15, not 0.15000000000000002 (equal frames must compare equal)
 
 
 def draw_weights(data: dict, bar_axes, line_axes, legend_y: float, animated: bool = False) -> dict:

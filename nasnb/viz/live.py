@@ -53,8 +53,8 @@ def steps_axis_end(last: int) -> int:
 
 def round_range(values, bottom_row: bool = False) -> tuple[float, float]:
     """A y range around `values` on a coarse round grid (a step of 1, 2 or 5 times a power of ten,
-    a fifth to a half of their spread, or of a quarter of their size when that is larger), so it
-    stays put while the values move inside it.
+    a fifth to a half of their spread, or of a quarter of their size when that is larger; at least
+    0.25 for values in 0..1), so it stays put while the values move inside it.
     bottom_row: one more step below, where the points without a value sit."""
     values = [v for v in values if v is not None]
     if not values:
@@ -64,6 +64,8 @@ def round_range(values, bottom_row: bool = False) -> tuple[float, float]:
     spread = max(high - low, abs(high) / 4) or 1.0
     step = 10 ** math.floor(math.log10(spread / 2))  # spread / step in [2, 20)
     step *= 5 if spread / step >= 10 else 2 if spread / step >= 4 else 1
+    if 0 <= low and high <= 1:  # an accuracy: quarters of 0..1, which new best or worst trials rarely cross
+        step = max(step, 0.25)
     digits = max(0, 1 - math.floor(math.log10(step)))  # 0.6, not 0.6000000000000001
     low, high = round(math.floor(low / step) * step, digits), round(math.ceil(high / step) * step, digits)
     if high - low < 2 * step:  # a single value: a little room on both sides
