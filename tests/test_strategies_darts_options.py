@@ -20,8 +20,9 @@ import nasnb.strategies.darts as darts_module
 from nasnb.errors import NasnbError, ResumeMismatchError
 from nasnb.spaces import DartsSpace, NB201Space
 from nasnb.spaces.supernet import NB201SearchCell
-from nasnb.strategies.darts import (DARTS, GDASConfig, PDARTSConfig, derive_with_skip_cap, gumbel_hard_weights,
-                                    keep_top_ops, linear_tau, loss_at, pdarts_skip_dropout)
+from nasnb.strategies.darts import DARTS, loss_at
+from nasnb.strategies.darts_variants import (GDASConfig, PDARTSConfig, derive_with_skip_cap, gumbel_hard_weights,
+                                             keep_top_ops, linear_tau, pdarts_skip_dropout)
 from nasnb.strategies.reinforce import one_thread
 
 NB201, DARTS_SPACE = NB201Space(), DartsSpace()

@@ -3,7 +3,8 @@ from nasnb.strategies.base import Proposal, Search, Strategy
 from nasnb.strategies.random import RandomSearch
 from nasnb.strategies.reinforce import Controller, Reinforce
 from nasnb.strategies.evolution import RegularizedEvolution
-from nasnb.strategies.darts import DARTS, GDASConfig, PDARTSConfig
+from nasnb.strategies.darts import DARTS
+from nasnb.strategies.darts_variants import GDASConfig, PDARTSConfig
 from nasnb.strategies.enas import ENAS
 
 __all__ = ["Proposal", "Search", "Strategy", "RandomSearch", "RegularizedEvolution", "Controller", "Reinforce", "DARTS",
