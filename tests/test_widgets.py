@@ -706,3 +706,24 @@ def test_play_draws_every_step_when_drawing_is_cheap(monkeypatch):
     dash.play()
     assert dash.wait(timeout=60)
     assert panel.drawn == list(range(21))
+
+
+def test_play_redraws_at_least_every_max_redraw_wait_seconds(monkeypatch):
+    import types
+
+    import nasnb.widgets.dashboard as dashboard_module
+
+    clock = FakeClock()
+    monkeypatch.setattr(dashboard_module, "time", types.SimpleNamespace(perf_counter=clock))
+
+    def evaluate(arch):
+        clock.advance(0.01)
+        return SPACE.evaluate(arch)
+
+    search = BrokenAfter(SPACE, evaluate, seed=0, n_ok=700)
+    panel = SlowPanel(clock, cost=1.0)  # 9 s of stepping per redraw would keep 10%; the cap is 3 s
+    dash = Dashboard(search, panels=[panel])
+    dash.play()
+    assert dash.wait(timeout=120)
+    gaps = [b - a for a, b in zip(panel.drawn[1:-1], panel.drawn[2:-1])]
+    assert gaps and all(300 <= gap <= 301 for gap in gaps), panel.drawn

@@ -19,8 +19,8 @@ drawing speed, and the last record is always drawn.
 A redraw costs at most a tenth of the steps it shows (`REDRAW_SHARE`): while playing, and for
 runs elsewhere, the dashboard skips drawing a step when the last redraw took more than 1/9 of the
 time the search has stepped since it, so a search of 0.2 s steps with 60 ms of panels is drawn
-every third step, not slowed down by 30%. The step that ends a Play is always drawn; Step and the
-history slider always draw. `redraws` and `drawing_seconds` count what it drew.
+every third step, not slowed down by 30% (and at least every MAX_REDRAW_WAIT seconds). The step
+that ends a Play is always drawn; Step and the history slider always draw. `redraws` and `drawing_seconds` count what it drew.
 
 Core ipywidgets only (no front-end extension), so it works in JupyterLab, Notebook 7, VS Code and
 Colab:
@@ -239,11 +239,12 @@ class Dashboard(widgets.VBox):
     # the time since the last redraw ended, and always its last step.
     REDRAW_INTERVAL = 0.5
     REDRAW_SHARE = 0.1
+    MAX_REDRAW_WAIT = 3.0  # but never longer between redraws (a first redraw that imports matplotlib is slow)
 
     def _redraw_wait(self) -> float:
         """Seconds of stepping after a redraw before the next one keeps drawing within REDRAW_SHARE
-        of the time: cost / (cost + wait) <= share."""
-        return self._last_cost * (1 / self.REDRAW_SHARE - 1)
+        of the time: cost / (cost + wait) <= share; at most MAX_REDRAW_WAIT."""
+        return min(self._last_cost * (1 / self.REDRAW_SHARE - 1), self.MAX_REDRAW_WAIT)
 
     def _on_trial(self, record) -> None:
         """Called by the search after every step, in the thread that stepped it."""
