@@ -24,7 +24,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))  # the same list confte
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 
 RUN_ALL_TIMEOUT = 240  # seconds; the quick notebooks take 20-45 s headless, more with a browser
-STATUS = re.compile(r"trial (\d+) of (\d+)")
+STATUS = re.compile(r"(?:trial|step) (\d+) of (\d+)")  # a search of trials, or of steps (DARTS, ENAS)
 
 # The prompts of every code cell, and whether any output is an error (JupyterLab shows an error
 # with the stderr MIME type; its traceback names the exception, which a warning does not).
