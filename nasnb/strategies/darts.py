@@ -52,6 +52,9 @@ from nasnb.history import Step
 from nasnb.strategies.darts_variants import (GDASConfig, PDARTSConfig, check_gumbel, check_max_skip, check_pdarts,
                                              depth_argument, derive_with_skip_cap, gumbel_hard_weights, keep_top_ops,
                                              linear_tau, pdarts_skip_dropout, resolve_pdarts_ops)
+# Not used here, re-exported so that nasnb.strategies.darts.<name> (e.g. in notebooks) still works:
+from nasnb.strategies.darts_variants import (DROPOUT_DECAY, PDARTS_DEFAULTS, cap_skip_connections,  # noqa: F401
+                                             darts_cell, strongest_ops)
 from nasnb.strategies.search import Search
 from nasnb.train import check_data, pick_device
 
