@@ -12,6 +12,11 @@ so `named_parameters()` are the weights only and their count is what the authors
 prints as "param size" (utils.count_parameters_in_MB). Two changes from the original: the stem
 takes `in_channels` (the original hard-codes 3), and nothing calls .cuda().
 
+`Architect` is the authors' cnn/architect.py: the α step, first order (the validation loss's
+gradient) or second order (DARTS eq. 7-8: a copy of the model at w' = w − ξ(μ·buf + ∇w + λw), its
+validation gradient, then the finite-difference Hessian-vector product with w moved in place to
+w ± εv and back). benchmarks/darts_step.py times it beside nasnb's unrolled_alpha_gradient.
+
 The main program times one training step (forward, backward) of each network on the same input.
 """
 import argparse
@@ -167,12 +172,25 @@ class Network(nn.Module):
             C_prev_prev, C_prev = C_prev, multiplier * C_curr
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_prev, num_classes)
+        self._C, self._num_classes, self._layers, self._in_channels = C, num_classes, layers, in_channels
+        self._stem_multiplier = stem_multiplier
         k = sum(2 + i for i in range(steps))
         self.alphas_normal = (1e-3 * torch.randn(k, len(PRIMITIVES))).requires_grad_()
         self.alphas_reduce = (1e-3 * torch.randn(k, len(PRIMITIVES))).requires_grad_()
 
     def arch_parameters(self):
         return [self.alphas_normal, self.alphas_reduce]
+
+    def new(self):
+        model_new = Network(self._C, self._num_classes, self._layers, self._steps, self._multiplier,
+                            self._stem_multiplier, self._in_channels).to(self.alphas_normal)  # device, dtype
+        # the original copies α's values into the new model's; a copy as a new leaf keeps the dtype too
+        model_new.alphas_normal = self.alphas_normal.detach().clone().requires_grad_()
+        model_new.alphas_reduce = self.alphas_reduce.detach().clone().requires_grad_()
+        return model_new
+
+    def _loss(self, input, target):
+        return F.cross_entropy(self(input), target)
 
     def forward(self, x):
         s0 = s1 = self.stem(x)
@@ -181,6 +199,86 @@ class Network(nn.Module):
             s0, s1 = s1, cell(s0, s1, F.softmax(alphas, dim=-1))
         out = self.global_pooling(s1)
         return self.classifier(out.view(out.size(0), -1))
+
+
+def _concat(xs):
+    return torch.cat([x.view(-1) for x in xs])
+
+
+class Architect:
+    """cnn/architect.py of quark0/darts: Adam on α (lr 3e-4, betas (0.5, 0.999), weight decay 1e-3)."""
+
+    def __init__(self, model, momentum=0.9, weight_decay=3e-4, arch_learning_rate=3e-4, arch_weight_decay=1e-3):
+        self.network_momentum = momentum
+        self.network_weight_decay = weight_decay
+        self.model = model
+        self.optimizer = torch.optim.Adam(self.model.arch_parameters(), lr=arch_learning_rate, betas=(0.5, 0.999),
+                                          weight_decay=arch_weight_decay)
+
+    def _compute_unrolled_model(self, input, target, eta, network_optimizer):
+        loss = self.model._loss(input, target)
+        theta = _concat(self.model.parameters()).data
+        try:
+            moment = _concat(network_optimizer.state[v]["momentum_buffer"]
+                             for v in self.model.parameters()).mul_(self.network_momentum)
+        except KeyError:  # before the first weight step
+            moment = torch.zeros_like(theta)
+        dtheta = _concat(torch.autograd.grad(loss, self.model.parameters())).data + self.network_weight_decay * theta
+        return self._construct_model_from_theta(theta.sub(eta * (moment + dtheta)))
+
+    def step(self, input_train, target_train, input_valid, target_valid, eta, network_optimizer, unrolled):
+        self.optimizer.zero_grad()
+        if unrolled:
+            self._backward_step_unrolled(input_train, target_train, input_valid, target_valid, eta, network_optimizer)
+        else:
+            self._backward_step(input_valid, target_valid)
+        self.optimizer.step()
+
+    def _backward_step(self, input_valid, target_valid):
+        loss = self.model._loss(input_valid, target_valid)
+        loss.backward()
+
+    def _backward_step_unrolled(self, input_train, target_train, input_valid, target_valid, eta, network_optimizer):
+        unrolled_model = self._compute_unrolled_model(input_train, target_train, eta, network_optimizer)
+        unrolled_loss = unrolled_model._loss(input_valid, target_valid)
+        unrolled_loss.backward()
+        dalpha = [v.grad for v in unrolled_model.arch_parameters()]
+        vector = [v.grad.data for v in unrolled_model.parameters()]
+        implicit_grads = self._hessian_vector_product(vector, input_train, target_train)
+        for g, ig in zip(dalpha, implicit_grads):
+            g.data.sub_(eta * ig.data)
+        for v, g in zip(self.model.arch_parameters(), dalpha):
+            if v.grad is None:
+                v.grad = g.data.clone()
+            else:
+                v.grad.data.copy_(g.data)
+
+    def _construct_model_from_theta(self, theta):
+        model_new = self.model.new()
+        model_dict = self.model.state_dict()
+        params, offset = {}, 0
+        for k, v in self.model.named_parameters():
+            v_length = v.numel()
+            params[k] = theta[offset: offset + v_length].view(v.size())
+            offset += v_length
+        assert offset == len(theta)
+        model_dict.update(params)
+        model_new.load_state_dict(model_dict)
+        return model_new
+
+    def _hessian_vector_product(self, vector, input, target, r=1e-2):
+        R = r / _concat(vector).norm()
+        for p, v in zip(self.model.parameters(), vector):
+            p.data.add_(R * v)
+        loss = self.model._loss(input, target)
+        grads_p = torch.autograd.grad(loss, self.model.arch_parameters())
+        for p, v in zip(self.model.parameters(), vector):
+            p.data.sub_(2 * R * v)
+        loss = self.model._loss(input, target)
+        grads_n = torch.autograd.grad(loss, self.model.arch_parameters())
+        for p, v in zip(self.model.parameters(), vector):
+            p.data.add_(R * v)
+        return [(x - y).div_(2 * R) for x, y in zip(grads_p, grads_n)]
 
 
 def count_parameters(model) -> int:

@@ -167,3 +167,21 @@ def test_fast_is_the_default_and_its_argument_is_checked():
         DartsSupernet(C=2, layers=3, fast={"checkpoitn"})
     with pytest.raises(NasnbError, match="fast"):
         DartsSupernet(C=2, layers=3, fast="checkpoint")
+
+
+def test_the_baselines_architect_gives_nasnbs_second_order_alpha_gradient():
+    # benchmarks/darts_step.py times the two side by side: they must compute the same thing
+    ours, theirs = with_baseline(True)
+    train, val = batch(5), batch(6)
+    w_opt = torch.optim.SGD(theirs.parameters(), lr=0.025, momentum=0.9)
+    buffers = {}
+    for (name, p), q in zip(((n, p) for n, p in ours.named_parameters() if not n.startswith("alpha")),
+                            theirs.parameters()):
+        buffers[name] = torch.randn_like(p)
+        w_opt.state[q]["momentum_buffer"] = buffers[name].clone()
+    want = unrolled_alpha_gradient(ours, train, val, xi=0.025, momentum=0.9, momentum_buffers=buffers,
+                                   weight_decay=3e-4)
+    architect = baseline.Architect(theirs, momentum=0.9, weight_decay=3e-4)
+    architect.step(*train, *val, 0.025, w_opt, unrolled=True)
+    torch.testing.assert_close(theirs.alphas_normal.grad, want[0], rtol=1e-6, atol=1e-12)
+    torch.testing.assert_close(theirs.alphas_reduce.grad, want[1], rtol=1e-6, atol=1e-12)
