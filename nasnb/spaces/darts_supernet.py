@@ -75,7 +75,8 @@ class DartsSearchCell(nn.Module):
                 row = [True] * len(op_names) if keep is None else keep[len(self.mixed)].tolist()
                 ops = {name: _search_op(name, C // partial_channels, stride, tricks) if kept else None
                        for name, kept in zip(op_names, row)}
-                self.mixed.append(MixedOp(ops, stride, partial_channels, shared_relu="shared_relu" in tricks))
+                self.mixed.append(MixedOp(ops, stride, partial_channels, shared_relu="shared_relu" in tricks,
+                                          fused_sum="fused_sum" in tricks))
 
     def forward(self, s0, s1, weights=None, ops=None, edge_weights=None):
         """(B, C_pp, H, W), (B, C_p, H, W) -> (B, multiplier * C, H', W'); per edge e: weights[e]

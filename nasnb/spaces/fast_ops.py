@@ -15,6 +15,8 @@ tricks, each a switch of `FAST_TRICKS` (benchmarks/darts_step.py measures what e
 
 * ``depthwise_backward``: the convolution above.
 * ``shared_relu``: the four conv ops of an edge start with ReLU(x); compute it once per edge.
+* ``fused_sum``: the edge's sum Σ_o w_o·o(x) as one autograd node: ∂L/∂w_o = <∂L/∂h, o(x)> is
+  a dot product (no product map per op is built), ∂L/∂o(x) = w_o ∂L/∂h.
 * ``checkpoint``: activation checkpointing per mixed op (Chen et al., 2016, "Training deep nets
   with sublinear memory cost"): the forward keeps only each edge's input and output, and the
   backward recomputes one edge at a time. The forward is cheap next to the backward, so this costs
@@ -37,7 +39,7 @@ from nasnb.checks import check_bool, short
 from nasnb.errors import InvalidValueError
 from nasnb.spaces.ops import DilConv, ReLUConvBN
 
-FAST_TRICKS = ("depthwise_backward", "shared_relu", "checkpoint", "channels_last")
+FAST_TRICKS = ("depthwise_backward", "shared_relu", "fused_sum", "checkpoint", "channels_last")
 
 
 def check_fast(fast) -> frozenset:
@@ -101,6 +103,42 @@ def depthwise_conv2d(x: torch.Tensor, conv: nn.Conv2d, fast_backward: bool = Tru
     if not usable:
         return conv(x)
     return _DepthwiseConv2d.apply(x, w, conv.stride, conv.padding, conv.dilation)
+
+
+# ----------------------------------------------------------------------------- the edge's weighted sum
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    """t as a 1-d view in memory order (NCHW or NHWC), without a copy when possible."""
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return t.permute(0, 2, 3, 1).reshape(-1)
+    return t.reshape(-1)
+
+
+class _WeightedSum(torch.autograd.Function):
+    """Σ_k weights[k] · outputs[k] (eq. 2 of DARTS); the backward's ops are differentiable."""
+
+    @staticmethod
+    def forward(ctx, weights, *outputs):
+        ctx.save_for_backward(weights, *outputs)
+        h = outputs[0] * weights[0]
+        for k in range(1, len(outputs)):
+            h.add_(outputs[k] * weights[k])  # autograd does not record inside forward: in place is safe
+        return h
+
+    @staticmethod
+    def backward(ctx, grad):
+        weights, *outputs = ctx.saved_tensors
+        same = all(o.stride() == grad.stride() for o in outputs)
+        flat = _flat(grad) if same else None
+        grad_w = torch.stack([torch.dot(flat, _flat(o)) if same else (grad * o).sum() for o in outputs]) \
+            if ctx.needs_input_grad[0] else None
+        return (grad_w, *(grad * weights[k] if ctx.needs_input_grad[k + 1] else None for k in range(len(outputs))))
+
+
+def weighted_sum(weights: torch.Tensor, outputs: list) -> torch.Tensor:
+    """Σ_k weights[k] · outputs[k] for a (len(outputs),) weight vector, as one autograd node."""
+    return _WeightedSum.apply(weights, *outputs)
 
 
 # ----------------------------------------------------------------------------- search ops

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from nasnb.checks import check_float, check_int, check_positive_int, short
 from nasnb.errors import InvalidTypeError, InvalidValueError
-from nasnb.spaces.fast_ops import SearchDilConv, SearchReLUConvBN, SearchSepConv, check_fast
+from nasnb.spaces.fast_ops import SearchDilConv, SearchReLUConvBN, SearchSepConv, weighted_sum
 from nasnb.spaces.ops import Identity, Pool, ReLUConvBN, ResNetBasicBlock, Zero
 
 ALPHA_INIT_SCALE = 1e-3  # α starts near zero (all ops equally weighted), as in the DARTS code
@@ -59,7 +59,8 @@ class MixedOp(nn.Module):
     stride 2), as in PC-DARTS. `shared_relu`: compute ReLU(x) once for the conv ops (fast_ops.py).
     """
 
-    def __init__(self, ops: dict, stride: int = 1, partial_channels: int = 1, shared_relu: bool = False):
+    def __init__(self, ops: dict, stride: int = 1, partial_channels: int = 1, shared_relu: bool = False,
+                 fused_sum: bool = False):
         super().__init__()
         self.names = tuple(ops)
         self.ops = nn.ModuleDict({name: op for name, op in ops.items() if op is not None})
@@ -67,6 +68,7 @@ class MixedOp(nn.Module):
         self.skip_dropout = 0.0  # P-DARTS' dropout rate after skip_connect; the supernet sets it
         # one ReLU(x) for every conv op of the edge (fast_ops.py), when more than one would compute it
         self.shared_relu = shared_relu and sum(map(_takes_relu, self.ops.values())) > 1
+        self.fused_sum = fused_sum  # the weighted sum as one autograd node (fast_ops.weighted_sum)
 
     def run_op(self, name: str, x: torch.Tensor, relu_x: torch.Tensor | None = None) -> torch.Tensor:
         """One candidate op on x (`relu_x`: ReLU(x), computed once for the edge's conv ops); a
@@ -98,7 +100,11 @@ class MixedOp(nn.Module):
         else:
             h = None
             relu_x = F.relu(x) if self.shared_relu else None
-            for i, name in enumerate(self.names):
+            if self.fused_sum and self.ops:
+                kept = [i for i, name in enumerate(self.names) if name in self.ops]
+                outputs = [self.run_op(self.names[i], x, relu_x) for i in kept]
+                h = weighted_sum(weights[kept], outputs)  # eq. (2) of DARTS
+            for i, name in enumerate(self.names if h is None else ()):
                 if name in self.ops:  # 'none' and dropped ops are skipped: w * 0 adds nothing
                     term = weights[i] * self.run_op(name, x, relu_x)  # eq. (2) of DARTS
                     h = term if h is None else h + term
