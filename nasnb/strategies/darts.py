@@ -35,7 +35,6 @@ each one changes, and its machinery, is in darts_variants.py:
 from __future__ import annotations
 
 import contextlib
-import copy
 import dataclasses
 import math
 import time
@@ -47,7 +46,7 @@ from torch.func import functional_call
 import numpy as np
 
 from nasnb.checks import check_float, check_int, check_positive_float, check_positive_int, short
-from nasnb.errors import InvalidTypeError, InvalidValueError, TrainingDivergedError
+from nasnb.errors import InvalidTypeError, InvalidValueError
 from nasnb.history import Step
 from nasnb.strategies.darts_variants import (GDASConfig, PDARTSConfig, check_gumbel, check_max_skip, check_pdarts,
                                              depth_argument, derive_with_skip_cap, gumbel_hard_weights, keep_top_ops,
@@ -55,14 +54,10 @@ from nasnb.strategies.darts_variants import (GDASConfig, PDARTSConfig, check_gum
 # Not used here, re-exported so that nasnb.strategies.darts.<name> (e.g. in notebooks) still works:
 from nasnb.strategies.darts_variants import (DROPOUT_DECAY, PDARTS_DEFAULTS, cap_skip_connections,  # noqa: F401
                                              darts_cell, strongest_ops)
-from nasnb.strategies.search import Search
-from nasnb.train import check_data, pick_device
+# SMALL_SUPERNETS is re-exported too: nasnb.strategies.darts.SMALL_SUPERNETS still works.
+from nasnb.strategies.oneshot import SMALL_SUPERNETS, OneShotSearch, cosine_learning_rate  # noqa: F401
 
 FINITE_DIFFERENCE_SCALE = 0.01  # eq. 8's ε = 0.01 / ‖v‖, "sufficient in all of our experiments"
-
-# A small supernet per space, so that a step takes well under a second on a CPU with digits-sized
-# data (the paper's search network is DartsSpace().supernet(C=16, layers=8) on CIFAR-10).
-SMALL_SUPERNETS = {"nb201": {"C": 8, "N": 1}, "darts": {"C": 8, "layers": 5}}
 
 
 # ------------------------------------------------------------------------- the α gradients
@@ -135,12 +130,15 @@ def unrolled_alpha_gradient(net, train_batch, val_batch, xi: float, *, momentum:
 
 # ------------------------------------------------------------------------- the search
 
-class DARTS(Search):
+class DARTS(OneShotSearch):
     """DARTS (Liu, Simonyan & Yang, ICLR 2019, Algorithm 1): alternate an α step and a w step.
 
     Each `step()` draws a training and a validation batch, updates α on the validation batch
     (first- or second-order gradient, module docstring), then w on the training batch, in the
     order of the authors' code (`architect.step` before the weight step), and records one `Step`.
+
+    The data, the supernet's arguments, the batch streams, w's cosine schedule and the divergence
+    checks are every one-shot search's (OneShotSearch, strategies/oneshot.py).
 
     Defaults are the paper's (Sec. 3.1.1 and A.1.1): w by SGD, lr 0.025 annealed by a cosine to
     0.001, momentum 0.9, weight decay 3e-4, gradient norm clipped to 5; α by Adam, lr 3e-4,
@@ -202,18 +200,9 @@ class DARTS(Search):
         if not callable(getattr(space, "supernet", None)):
             raise InvalidTypeError(f"DARTS needs a space with a supernet(), e.g. NB201Space() or DartsSpace(); "
                                    f"got {short(space)}")
-        if not hasattr(data, "train") or not hasattr(data, "fingerprint"):
-            raise InvalidTypeError(f"data must be a nasnb.data.TensorData, got {short(data)}; DARTS trains a "
-                                   "supernet on data (it takes no evaluator): "
-                                   "e.g. DARTS(space, nasnb.data.load('digits'))")
-        check_data(data)
+        self._check_data(data, trains="a supernet")
         self.order = check_int("order", order, minimum=1, maximum=2, example=2)
-        self.batch_size = check_positive_int("batch_size", batch_size, example=64)
-        for split in ("train", "val"):
-            n = len(data.split(split)[1])
-            if self.batch_size > n:
-                raise InvalidValueError(f"batch_size={self.batch_size}, but the {split} split has {n} images; "
-                                        f"e.g. batch_size={n}")
+        self.batch_size = self._check_batch_size(batch_size, data)
         self.steps_per_epoch = len(data.train[1]) // self.batch_size  # the batch stream drops the last partial one
         self.w_lr = check_positive_float("w_lr", w_lr, example=0.025)
         self.w_lr_min = check_float("w_lr_min", w_lr_min, minimum=0.0, maximum=self.w_lr, example=0.001)
@@ -233,10 +222,7 @@ class DARTS(Search):
         self.alpha_grad_clip = (None if alpha_grad_clip is None
                                 else check_positive_float("alpha_grad_clip", alpha_grad_clip, example=5.0))
         self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0, example=100)
-        self.device = pick_device(device)
-        self.data = data.to(self.device)
-        self.data_settings = {"name": data.name, "fingerprint": data.fingerprint(),
-                              "train_size": len(data.train[1]), "val_size": len(data.val[1])}
+        self._use_data(data, device)
         self.pdarts: PDARTSConfig | None = check_pdarts(pdarts, space)
         self.supernet_kwargs = self._supernet_kwargs(supernet_kwargs, partial_channels)
         self.partial_channels = self.supernet_kwargs.get("partial_channels", 1)
@@ -252,22 +238,12 @@ class DARTS(Search):
                                         f"each stage: leave warmup_steps at 0 and set "
                                         f"PDARTSConfig(warmup_epochs={self.pdarts.warmup_epochs})")
         self.max_skip = check_max_skip(max_skip, self.pdarts, self.net.op_names)
-        # Where each split's endless shuffled stream is: this epoch's order and the next position.
-        self.streams = {split: {"order": torch.zeros(0, dtype=torch.long), "position": 0}
-                        for split in ("train", "val")}
 
     def _supernet_kwargs(self, supernet_kwargs, partial_channels) -> dict:
+        """Every one-shot search's (OneShotSearch._resolve_supernet_kwargs), with PC-DARTS' K; P-DARTS
+        sets each stage's depth and op mask itself, so supernet_kwargs may not."""
         default = supernet_kwargs is None
-        if default:
-            supernet_kwargs = SMALL_SUPERNETS.get(getattr(self.space, "name", None), {})
-        if not isinstance(supernet_kwargs, dict):
-            raise InvalidTypeError(f"supernet_kwargs must be a dict (or None), got {short(supernet_kwargs)}; "
-                                   "e.g. supernet_kwargs={'C': 8, 'N': 1}")
-        kwargs = dict(supernet_kwargs)
-        for name, value in (("num_classes", self.data.num_classes), ("in_channels", self.data.in_channels)):
-            if kwargs.setdefault(name, value) != value:
-                raise InvalidValueError(f"supernet_kwargs sets {name}={short(kwargs[name])}, but the data has "
-                                        f"{value}; leave it out (it comes from the data)")
+        kwargs = self._resolve_supernet_kwargs(supernet_kwargs)
         if partial_channels is not None:
             K = check_positive_int("partial_channels", partial_channels, example=4)
             if kwargs.setdefault("partial_channels", K) != K:
@@ -292,15 +268,7 @@ class DARTS(Search):
             if keep is not None:
                 kwargs["keep"] = keep
         seed = self.seed if stage == 0 else int(np.random.SeedSequence([self.seed, stage]).generate_state(1)[0])
-        with torch.random.fork_rng(devices=[]):  # a seeded init that leaves the caller's RNG alone
-            torch.manual_seed(seed)
-            try:
-                net = self.space.supernet(**kwargs)
-            except TypeError as err:
-                raise InvalidValueError(f"supernet_kwargs={short(self.supernet_kwargs)} do not fit "
-                                        f"{type(self.space).__name__}.supernet ({err})") from None
-        self.stage = stage
-        self.net = net.to(self.device).train()  # train mode throughout: BatchNorm uses batch statistics
+        self.stage, self.net = stage, self._seeded_supernet(kwargs, seed)
         self.w_optimizer = torch.optim.SGD(self.net.weight_parameters(), lr=self.w_lr, momentum=self.w_momentum,
                                            weight_decay=self.w_weight_decay)
         self.alpha_optimizer = torch.optim.Adam(self.net.arch_parameters(), lr=self.alpha_lr,
@@ -324,17 +292,12 @@ class DARTS(Search):
         return step < self.warmup_steps
 
     def current_w_lr(self) -> float:
-        """w's learning rate at this step: cosine from w_lr to w_lr_min over schedule_steps
-        (Loshchilov & Hutter, 2017, eq. 5), then w_lr_min; w_lr throughout when schedule_steps is None.
+        """w's learning rate at this step (OneShotSearch.current_w_lr: a cosine over schedule_steps).
         P-DARTS: the cosine restarts at each stage and runs over the stage's steps."""
-        if self.pdarts is not None:
-            period = self.pdarts.stage_epochs * self.steps_per_epoch
-            t = min(self._step_in_stage(len(self.history)), period)
-        elif self.schedule_steps is None:
-            return self.w_lr
-        else:
-            period, t = self.schedule_steps, min(len(self.history), self.schedule_steps)
-        return self.w_lr_min + (self.w_lr - self.w_lr_min) / 2 * (1 + math.cos(math.pi * t / period))
+        if self.pdarts is None:
+            return super().current_w_lr()
+        period = self.pdarts.stage_epochs * self.steps_per_epoch
+        return cosine_learning_rate(self._step_in_stage(len(self.history)), period, self.w_lr, self.w_lr_min)
 
     def current_tau(self) -> float | None:
         """GDAS' temperature at this step (None without gumbel)."""
@@ -353,18 +316,6 @@ class DARTS(Search):
 
     # ---------------------------------------------------------------- one step
 
-    def _next_batch(self, split: str) -> tuple:
-        """The next batch of `split`'s endless stream: a new shuffled order each epoch, drawn from
-        self.torch_generator; the last incomplete batch of an epoch is dropped."""
-        x, y = self.data.split(split)
-        stream = self.streams[split]
-        if stream["position"] + self.batch_size > len(stream["order"]):
-            stream["order"] = torch.randperm(len(y), generator=self.torch_generator)
-            stream["position"] = 0
-        idx = stream["order"][stream["position"]:stream["position"] + self.batch_size].to(x.device)
-        stream["position"] += self.batch_size
-        return x[idx], y[idx]
-
     def step(self) -> Step:
         """One α update (on a val batch) then one w update (on a train batch), recorded as a Step.
 
@@ -380,17 +331,11 @@ class DARTS(Search):
         deeper supernet starts with fresh weights, α and optimisers.
         """
         start = time.perf_counter()
-        before = copy.deepcopy(self._extra_state()), self.torch_generator.get_state()
         step = len(self.history)
-        try:
-            with self._dropout_rng():
-                if self.stage_at(step) != self.stage:
-                    self._enter_stage(self.stage_at(step))
-                metrics = self._update()
-        except TrainingDivergedError:
-            self._load_extra_state(before[0])
-            self.torch_generator.set_state(before[1])
-            raise
+        with self._undone_if_diverged(), self._dropout_rng():
+            if self.stage_at(step) != self.stage:
+                self._enter_stage(self.stage_at(step))
+            metrics = self._update()
         derived = self.space.format(self.derived())
         info = {"alphas": self.net.alphas(), "derived": derived}
         if self.warmup_steps or self.pdarts is not None:
@@ -488,19 +433,9 @@ class DARTS(Search):
         self.alpha_optimizer.step()
         self.alpha_optimizer.zero_grad(set_to_none=True)
 
-    def _check_finite(self, what: str, value: torch.Tensor) -> None:
-        if bool(torch.isfinite(value)):
-            return
-        finite_data = all(bool(torch.isfinite(self.data.split(s)[0]).all()) for s in ("train", "val"))
-        if not finite_data:
-            cause = (f"the images of {self.data.name!r} hold NaN or infinite values; load them with "
-                     "nasnb.data.from_tensors(x, y), which refuses such images")
-        else:
-            cause = (f"the learning rates are probably too high for this supernet; try e.g. w_lr={self.w_lr / 10:g} "
-                     f"or alpha_lr={self.alpha_lr / 10:g} (a tenth), or a smaller grad_clip")
-        raise TrainingDivergedError(f"DARTS diverged at step {len(self.history)}: the {what} is "
-                                    f"{float(value.detach())}. Likely cause: {cause}. "
-                                    "Nothing was recorded for this step.")
+    def _lower_learning_rates(self) -> str:
+        return (f"the learning rates are probably too high for this supernet; try e.g. w_lr={self.w_lr / 10:g} "
+                f"or alpha_lr={self.alpha_lr / 10:g} (a tenth), or a smaller grad_clip")
 
     # ---------------------------------------------------------------- what views and checkpoints read
 
@@ -533,8 +468,7 @@ class DARTS(Search):
         return {"net": self.net.state_dict(), "w_optimizer": self.w_optimizer.state_dict(),
                 "alpha_optimizer": self.alpha_optimizer.state_dict(), "stage": self.stage,
                 "keep": {cell: mask.clone() for cell, mask in self.net.keep.items()},
-                "streams": {split: {"order": s["order"].clone(), "position": s["position"]}
-                            for split, s in self.streams.items()}}
+                "streams": self._streams_state()}
 
     def _load_extra_state(self, state: dict) -> None:
         stage, keep = int(state.get("stage", 0)), state.get("keep")
@@ -544,5 +478,4 @@ class DARTS(Search):
         self.net.load_state_dict(state["net"])
         self.w_optimizer.load_state_dict(state["w_optimizer"])
         self.alpha_optimizer.load_state_dict(state["alpha_optimizer"])
-        self.streams = {split: {"order": s["order"].clone().cpu(), "position": int(s["position"])}
-                        for split, s in state["streams"].items()}
+        self._load_streams(state["streams"])

@@ -40,21 +40,21 @@ import torch
 import torch.nn.functional as F
 
 from nasnb.checks import check_float, check_int, check_positive_float, check_positive_int, check_seed, short
-from nasnb.errors import InvalidTypeError, InvalidValueError, TrainingDivergedError
+from nasnb.errors import InvalidTypeError, InvalidValueError
 from nasnb.history import Step
-from nasnb.strategies.darts import SMALL_SUPERNETS
+from nasnb.strategies.oneshot import OneShotSearch
 from nasnb.strategies.reinforce import Controller, baseline_step, one_thread, reinforce_loss
-from nasnb.strategies.search import Search
-from nasnb.train import check_data, pick_device
 
 
-class ENAS(Search):
+class ENAS(OneShotSearch):
     """ENAS (Pham et al., ICML 2018, Sec. 2.2 and 3.2): shared weights and a controller, in turn.
 
     Each `step()` is one ENAS iteration at a small scale: `child_steps` training minibatches, each
     on a freshly sampled sub-network, update the shared weights; then `controller_steps` REINFORCE
     updates, each on one sampled sub-network whose reward is its accuracy on one validation
-    minibatch. One `Step` is recorded (see step()).
+    minibatch. One `Step` is recorded (see step()). The data, the supernet's arguments, the batch
+    streams, ω's cosine schedule and the divergence checks are every one-shot search's
+    (OneShotSearch, strategies/oneshot.py).
 
     Defaults, and the paper's (Sec. 3.2, CIFAR-10) and the authors' micro-search script's
     (melodyguan/enas, scripts/cifar10_micro_search.sh) where they differ:
@@ -77,7 +77,7 @@ class ENAS(Search):
         space: NB201Space() or DartsSpace() (a space with supernet(), choices and from_choices()).
         data: a nasnb.data.TensorData; ω trains on `data.train`, rewards come from `data.val`.
         supernet_kwargs: passed to `space.supernet(...)`; num_classes and in_channels come from
-            the data. None: DARTS' SMALL_SUPERNETS size for the space.
+            the data. None: SMALL_SUPERNETS' size for the space (strategies/oneshot.py).
         child_steps, controller_steps: shared-weight minibatches and controller updates per step.
         schedule_steps: the number of steps over which ω's learning rate falls from w_lr to
             w_lr_min by a cosine; None keeps w_lr constant.
@@ -104,17 +104,8 @@ class ENAS(Search):
             if not callable(getattr(space, needed, None)):
                 raise InvalidTypeError(f"ENAS needs a space with a supernet and choices, e.g. NB201Space() or "
                                        f"DartsSpace(); got {short(space)}, which has no {needed}()")
-        if not hasattr(data, "train") or not hasattr(data, "fingerprint"):
-            raise InvalidTypeError(f"data must be a nasnb.data.TensorData, got {short(data)}; ENAS trains shared "
-                                   "weights on data (it takes no evaluator): "
-                                   "e.g. ENAS(space, nasnb.data.load('digits'))")
-        check_data(data)
-        self.batch_size = check_positive_int("batch_size", batch_size, example=64)
-        for split in ("train", "val"):
-            n = len(data.split(split)[1])
-            if self.batch_size > n:
-                raise InvalidValueError(f"batch_size={self.batch_size}, but the {split} split has {n} images; "
-                                        f"e.g. batch_size={n}")
+        self._check_data(data, trains="shared weights")
+        self.batch_size = self._check_batch_size(batch_size, data)
         self.child_steps = check_positive_int("child_steps", child_steps, example=10)
         self.controller_steps = check_positive_int("controller_steps", controller_steps, example=10)
         self.w_lr = check_positive_float("w_lr", w_lr, example=0.05)
@@ -129,20 +120,9 @@ class ENAS(Search):
         self.baseline_decay = check_float("baseline_decay", baseline_decay, minimum=0.0, maximum=0.999999,
                                           example=0.99)
         self.entropy_weight = check_float("entropy_weight", entropy_weight, minimum=0.0, example=1e-4)
-        self.device = pick_device(device)
-        self.data = data.to(self.device)
-        self.data_settings = {"name": data.name, "fingerprint": data.fingerprint(),
-                              "train_size": len(data.train[1]), "val_size": len(data.val[1])}
-        self.supernet_kwargs = self._supernet_kwargs(supernet_kwargs)
-
-        with torch.random.fork_rng(devices=[]):  # a seeded init that leaves the caller's RNG alone
-            torch.manual_seed(self.seed)
-            try:
-                net = space.supernet(**self.supernet_kwargs)
-            except TypeError as err:
-                raise InvalidValueError(f"supernet_kwargs={short(self.supernet_kwargs)} do not fit "
-                                        f"{type(space).__name__}.supernet ({err})") from None
-        self.net = net.to(self.device).train()  # train mode throughout: BatchNorm uses batch statistics
+        self._use_data(data, device)
+        self.supernet_kwargs = self._resolve_supernet_kwargs(supernet_kwargs)
+        self.net = self._seeded_supernet(self.supernet_kwargs, self.seed)
         # Nesterov momentum, as the authors' MomentumOptimizer(use_nesterov=True). The supernet's α
         # are DARTS' and are left alone: ENAS has no architecture parameters in the network.
         self.w_optimizer = torch.optim.SGD(self.net.weight_parameters(), lr=self.w_lr, momentum=self.w_momentum,
@@ -154,49 +134,13 @@ class ENAS(Search):
         self.baseline: float | None = None  # the moving average of rewards so far; None before the first
         self.last_reward: float | None = None
         self.last_shared_loss: float | None = None
-        # Where each split's endless shuffled stream is: this epoch's order and the next position.
-        self.streams = {split: {"order": torch.zeros(0, dtype=torch.long), "position": 0}
-                        for split in ("train", "val")}
         # What the policy view needs to replay the history without this object (nasnb.viz.policy).
         self.history.meta.update(
             choices=[{"name": c.name, "options": [str(o) for o in c.options]} for c in self.choices],
             baseline_decay=self.baseline_decay, entropy_weight=self.entropy_weight,
             controller_steps=self.controller_steps)
 
-    def _supernet_kwargs(self, supernet_kwargs) -> dict:
-        if supernet_kwargs is None:
-            supernet_kwargs = SMALL_SUPERNETS.get(getattr(self.space, "name", None), {})
-        if not isinstance(supernet_kwargs, dict):
-            raise InvalidTypeError(f"supernet_kwargs must be a dict (or None), got {short(supernet_kwargs)}; "
-                                   "e.g. supernet_kwargs={'C': 8, 'N': 1}")
-        kwargs = dict(supernet_kwargs)
-        for name, value in (("num_classes", self.data.num_classes), ("in_channels", self.data.in_channels)):
-            if kwargs.setdefault(name, value) != value:
-                raise InvalidValueError(f"supernet_kwargs sets {name}={short(kwargs[name])}, but the data has "
-                                        f"{value}; leave it out (it comes from the data)")
-        return kwargs
-
     # ---------------------------------------------------------------- the pieces of one iteration
-
-    def current_w_lr(self) -> float:
-        """ω's learning rate at this step: cosine from w_lr to w_lr_min over schedule_steps
-        (Loshchilov & Hutter, 2017, eq. 5), then w_lr_min; w_lr throughout when schedule_steps is None."""
-        if self.schedule_steps is None:
-            return self.w_lr
-        t = min(len(self.history), self.schedule_steps)
-        return self.w_lr_min + (self.w_lr - self.w_lr_min) / 2 * (1 + math.cos(math.pi * t / self.schedule_steps))
-
-    def _next_batch(self, split: str) -> tuple:
-        """The next batch of `split`'s endless stream: a new shuffled order each epoch, drawn from
-        self.torch_generator; the last incomplete batch of an epoch is dropped."""
-        x, y = self.data.split(split)
-        stream = self.streams[split]
-        if stream["position"] + self.batch_size > len(stream["order"]):
-            stream["order"] = torch.randperm(len(y), generator=self.torch_generator)
-            stream["position"] = 0
-        idx = stream["order"][stream["position"]:stream["position"] + self.batch_size].to(x.device)
-        stream["position"] += self.batch_size
-        return x[idx], y[idx]
 
     def arch_of(self, actions):
         """The architecture that takes option `actions[k]` at decision k."""
@@ -265,19 +209,9 @@ class ENAS(Search):
                 "log_prob": float(replay.log_prob.detach()), "entropy": float(replay.entropy.detach()),
                 "reward": reward, "loss": float(loss.detach())}
 
-    def _check_finite(self, what: str, value: torch.Tensor) -> None:
-        if bool(torch.isfinite(value)):
-            return
-        finite_data = all(bool(torch.isfinite(self.data.split(s)[0]).all()) for s in ("train", "val"))
-        if not finite_data:
-            cause = (f"the images of {self.data.name!r} hold NaN or infinite values; load them with "
-                     "nasnb.data.from_tensors(x, y), which refuses such images")
-        else:
-            cause = (f"the learning rates are probably too high; try e.g. w_lr={self.w_lr / 10:g} or "
-                     f"controller_lr={self.controller_lr / 10:g} (a tenth), or a smaller grad_clip")
-        raise TrainingDivergedError(f"ENAS diverged at step {len(self.history)}: the {what} is "
-                                    f"{float(value.detach())}. Likely cause: {cause}. "
-                                    "Nothing was recorded for this step.")
+    def _lower_learning_rates(self) -> str:
+        return (f"the learning rates are probably too high; try e.g. w_lr={self.w_lr / 10:g} or "
+                f"controller_lr={self.controller_lr / 10:g} (a tenth), or a smaller grad_clip")
 
     # ---------------------------------------------------------------- one step
 
@@ -294,13 +228,8 @@ class ENAS(Search):
         search as it was before the step; nothing is recorded.
         """
         start = time.perf_counter()
-        before = copy.deepcopy(self._extra_state()), self.torch_generator.get_state()
-        try:
+        with self._undone_if_diverged():
             metrics, info = self._iterate()
-        except TrainingDivergedError:
-            self._load_extra_state(before[0])
-            self.torch_generator.set_state(before[1])
-            raise
         arch = self.space.format(self.derived())
         return self._record(Step(len(self.history), metrics, seconds=time.perf_counter() - start, info=info,
                                  arch=arch))
@@ -397,8 +326,7 @@ class ENAS(Search):
                 "controller": self.controller.state_dict(),
                 "controller_optimizer": self.controller_optimizer.state_dict(),
                 "baseline": self.baseline, "last_reward": self.last_reward, "last_shared_loss": self.last_shared_loss,
-                "streams": {split: {"order": s["order"].clone(), "position": s["position"]}
-                            for split, s in self.streams.items()}}
+                "streams": self._streams_state()}
 
     def _load_extra_state(self, state: dict) -> None:
         self.net.load_state_dict(state["net"])
@@ -407,5 +335,4 @@ class ENAS(Search):
         self.controller_optimizer.load_state_dict(copy.deepcopy(state["controller_optimizer"]))
         self.baseline, self.last_reward = state["baseline"], state["last_reward"]
         self.last_shared_loss = state["last_shared_loss"]
-        self.streams = {split: {"order": s["order"].clone().cpu(), "position": int(s["position"])}
-                        for split, s in state["streams"].items()}
+        self._load_streams(state["streams"])
