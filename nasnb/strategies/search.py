@@ -2,8 +2,9 @@
 
 A search owns the space, the seed and the random generators drawn from it, the History its steps
 are recorded in, subscribers, `step()` / `run()` with a progress bar and a time budget, checkpoints
-(nasnb/storage.py) and `reset()`. A one-shot search (DARTS, ENAS) subclasses it directly: its
-`step()` trains a supernet and records a `Step`. The multi-trial strategies subclass the ask/tell
+(nasnb/storage.py) and `reset()`. A one-shot search (DARTS, ENAS) subclasses it through
+`OneShotSearch` (strategies/oneshot.py: data, batches, the supernet): its `step()` trains a
+supernet and records a `Step`. The multi-trial strategies subclass the ask/tell
 `Strategy` (strategies/base.py), which is a Search whose steps are trials.
 
 All randomness flows from `self.rng` (numpy) and `self.torch_generator` (torch), both seeded from
