@@ -1,6 +1,6 @@
 """What a dashboard redraw costs next to the step it shows, panel by panel, at the notebooks' settings.
 
-    python benchmarks/redraw.py                      # about 3 minutes on 2 cores
+    python benchmarks/redraw.py                      # about 4 minutes on 2 cores
     python benchmarks/redraw.py --quick              # fewer steps, about 1 minute
     python benchmarks/redraw.py --configs darts-nb201 --steps 100
 
@@ -15,6 +15,9 @@ Configurations (the notebooks' search settings; one torch thread, as the noteboo
                  second order; panels cell, progress, alphas
     darts-darts  DARTS(DartsSpace(), nasnb.data.load("digits")), default small supernet (C=8, layers=5),
                  second order; panels cell, progress, alphas
+    enas         05_enas.ipynb: ENAS(NB201Space(), nasnb.data.load("digits", seed=0), child_steps=10,
+                 controller_steps=10, schedule_steps=40), its default small supernet; its default panels
+                 cell, policy (10 controller samples per step), progress; the notebook runs 40 steps
 
 How it measures: a Dashboard is opened on the search and stepped by hand (`dash.step()`), which
 steps the search and then redraws every panel in the same thread, as Step and Play do. A step's
@@ -42,7 +45,7 @@ import torch
 import nasnb
 from nasnb.evaluators import TrainEvaluator
 from nasnb.spaces import DartsSpace, NB201Space
-from nasnb.strategies import DARTS, RegularizedEvolution, Reinforce
+from nasnb.strategies import DARTS, ENAS, RegularizedEvolution, Reinforce
 from nasnb.viz import has_dot
 from nasnb import registry
 from nasnb.widgets import Dashboard
@@ -71,6 +74,9 @@ CONFIGS = {
                     "panels": ("cell", "progress", "alphas"), "budget": None, "trials": False},
     "darts-darts": {"make": lambda _: DARTS(DartsSpace(), nasnb.data.load("digits"), seed=SEED),
                     "panels": ("cell", "progress", "alphas"), "budget": None, "trials": False},
+    "enas": {"make": lambda _: ENAS(NB201Space(), nasnb.data.load("digits", seed=SEED), child_steps=10,
+                                    controller_steps=10, schedule_steps=40, seed=SEED),
+             "panels": ENAS.panels, "budget": None, "trials": False},
 }
 
 
@@ -193,21 +199,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--steps", type=int, default=None, help="steps per configuration (default: 8 for the "
-                        "multi-trial searches, 40 for DARTS on NB201, 4 on DARTS' space)")
+                        "multi-trial searches, 40 for DARTS on NB201 and for ENAS, 4 on DARTS' space)")
     parser.add_argument("--play", type=int, default=None, help="steps of the Play measurement (0: skip it; default "
-                        "20 trials, 60 DARTS steps on NB201, 4 on DARTS' space)")
+                        "20 trials, 60 DARTS steps on NB201, 4 on DARTS' space, 40 ENAS steps)")
     parser.add_argument("--quick", action="store_true", help="fewer steps")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    default_steps = {"evolution": 8, "reinforce": 8, "darts-nb201": 40, "darts-darts": 4}
+    default_steps = {"evolution": 8, "reinforce": 8, "darts-nb201": 40, "darts-darts": 4, "enas": 40}
     if args.quick:
-        default_steps = {"evolution": 4, "reinforce": 4, "darts-nb201": 15, "darts-darts": 2}
+        default_steps = {"evolution": 4, "reinforce": 4, "darts-nb201": 15, "darts-darts": 2, "enas": 15}
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} thread), python "
           f"{platform.python_version()}, cells drawn with {'graphviz' if has_dot() else 'matplotlib'}, "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    default_play = {"evolution": 20, "reinforce": 20, "darts-nb201": 60, "darts-darts": 4}
+    default_play = {"evolution": 20, "reinforce": 20, "darts-nb201": 60, "darts-darts": 4, "enas": 40}
     for name in args.configs:
         steps = args.steps or default_steps[name]
         play = args.play if args.play is not None else (0 if args.quick else default_play[name])

@@ -5,7 +5,7 @@ import pytest
 
 from nasnb.spaces import NB201Space
 from nasnb.strategies import RandomSearch, RegularizedEvolution, Reinforce
-from nasnb.viz.live import LivePopulation, LiveProgress, round_range, steps_axis_end
+from nasnb.viz.live import LivePopulation, LiveProgress, png_bytes, round_range, steps_axis_end
 from nasnb.viz.policy import LivePolicy
 
 SPACE = NB201Space()
@@ -123,3 +123,27 @@ def test_a_blitted_frame_is_the_fresh_picture_and_the_artists_stay(runs, kind, l
 
 def test_steps_axis_end_is_above_the_last_step():
     assert all(steps_axis_end(t) > t for t in range(2000))
+
+
+def test_png_bytes_decode_to_the_canvas_pixels():
+    """png_bytes writes its PNG by hand: Pillow's decoder (and its CRC checks) must read back every
+    pixel, the half-transparent ones too, of a frame that is not square."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    figure = Figure(figsize=(3.1, 1.7), dpi=50)
+    figure.patch.set_alpha(0.4)  # the background half transparent: alpha is kept, not flattened
+    canvas = FigureCanvasAgg(figure)
+    figure.add_subplot().plot([0, 1, 3], [2, 0, 1], color="#D55E00", lw=3)
+    canvas.draw()
+    png = png_bytes(canvas)
+    image = Image.open(io.BytesIO(png))
+    image.load()  # decodes the whole stream: a wrong length, CRC or row raises here
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and image.mode == "RGBA" and image.size == (155, 85)
+    pixels = np.asarray(canvas.buffer_rgba())
+    assert len(np.unique(pixels[..., 3])) > 1  # the test sees transparent and opaque pixels
+    np.testing.assert_array_equal(np.asarray(image), pixels)
+

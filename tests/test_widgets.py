@@ -95,6 +95,19 @@ def test_panels_are_the_ones_the_strategy_asks_for():
         make_panel("histogram")
 
 
+def test_live_panels_import_from_where_they_live_and_from_where_they_were():
+    import nasnb.widgets as package
+    from nasnb.widgets import live_panels, panels
+
+    for name in ("LivePanel", "AlphasPanel"):
+        cls = getattr(live_panels, name)
+        assert getattr(panels, name) is cls and getattr(package, name) is cls and name in package.__all__
+        assert issubclass(cls, Panel)
+    assert isinstance(make_panel("progress"), live_panels.LivePanel)
+    with pytest.raises(AttributeError, match="no attribute 'LiveFigure'"):
+        panels.LiveFigure  # noqa: B018 (a name that never was there is still an AttributeError)
+
+
 def test_plot_panels_are_the_registry_views(monkeypatch):
     from nasnb.widgets import panels as panels_module
     from nasnb.widgets.panels import LivePanel

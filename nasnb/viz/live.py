@@ -18,26 +18,38 @@ base and LiveProgress, LivePopulation; LivePolicy is in policy.py, LiveAlphas in
 """
 from __future__ import annotations
 
-import io
 import math
+import struct
+import zlib
 
 import numpy as np
 
 from nasnb.history import History
 
 BOTTOM = 0.03  # records without a value sit this far up the axes, as in the static views
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def png_bytes(canvas, compress_level: int = 1) -> bytes:
     """The Agg canvas's pixels as PNG bytes, without drawing the figure again (savefig would).
-    Pillow is a dependency of matplotlib, so it is always there."""
-    from PIL import Image
 
+    Written here rather than by Pillow: every row unfiltered (PNG filter type 0) and deflated at
+    `compress_level`. A plot is mostly flat colour, which deflate packs about as well without the
+    per-row filters that Pillow picks adaptively, and those took two thirds of its time: a 504 x 396
+    frame of the policy view took 6 ms with Pillow, 2 ms here, at the same size (35 kB)."""
     width, height = canvas.get_width_height(physical=True)
-    buffer = io.BytesIO()
-    Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba(), "raw", "RGBA", 0, 1).save(
-        buffer, format="PNG", compress_level=compress_level)
-    return buffer.getvalue()
+    pixels = np.asarray(canvas.buffer_rgba()).reshape(height, 4 * width)  # (H, W*4): 8-bit RGBA
+    rows = np.zeros((height, 1 + 4 * width), dtype=np.uint8)  # each row: its filter type (0: none), its pixels
+    rows[:, 1:] = pixels
+    # bit depth 8, colour type 6 (RGBA), compression 0 (deflate), filter method 0, no interlace
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    return (PNG_SIGNATURE + png_chunk(b"IHDR", header)
+            + png_chunk(b"IDAT", zlib.compress(rows.tobytes(), compress_level)) + png_chunk(b"IEND", b""))
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    """A PNG chunk: payload length, type, payload, CRC-32 of type and payload (PNG spec, 5.3)."""
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
 
 
 def steps_axis_end(last: int) -> int:

@@ -7,6 +7,8 @@ Widgets observe a search and draw what `nasnb.viz` computes from its history; ev
 available headless as a matplotlib Figure.
 """
 from nasnb.widgets.dashboard import Dashboard
+from nasnb.widgets.live_panels import AlphasPanel, LivePanel
 from nasnb.widgets.panels import PANELS, CellPanel, Panel, PlotPanel, figure_png, make_panel
 
-__all__ = ["Dashboard", "PANELS", "CellPanel", "Panel", "PlotPanel", "figure_png", "make_panel"]
+__all__ = ["Dashboard", "PANELS", "AlphasPanel", "CellPanel", "LivePanel", "Panel", "PlotPanel", "figure_png",
+           "make_panel"]
