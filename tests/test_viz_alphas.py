@@ -223,3 +223,15 @@ def test_live_alphas_pixels_follow_the_data():
 
 def test_the_registry_names_the_view():
     assert registry.get("view", "alphas") is plot_alphas
+
+
+def test_a_darts_history_names_its_op_columns_itself():
+    from nasnb.strategies import DARTS
+
+    data = nasnb.data.load("digits").subset(train_size=32, val_size=32)
+    search = DARTS(DartsSpace(), data, order=1, supernet_kwargs={"C": 4, "layers": 2}, batch_size=16, device="cpu")
+    search.step()
+    assert search.history.meta["op_names"] == list(search.net.op_names)
+    assert alpha_data(search.history)["op_names"] == list(search.net.op_names)
+    search.reset()
+    assert search.history.meta["op_names"] == list(search.net.op_names)  # kept by reset

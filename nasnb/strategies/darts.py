@@ -230,6 +230,7 @@ class DARTS(OneShotSearch):
                                                       pdarts=self.pdarts, partial_channels=self.partial_channels)
         self.stage, self.net = 0, None
         self._build(0, None)
+        self.history.meta["op_names"] = list(self.net.op_names)  # α's columns, for the alphas view
         if self.pdarts is not None:
             self.pdarts = resolve_pdarts_ops(self.pdarts, len(self.net.op_names), "none" in self.net.op_names
                                              and tuple(self.net.cell_names) != ("cell",))
