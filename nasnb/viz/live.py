@@ -36,7 +36,7 @@ def png_bytes(canvas, compress_level: int = 1) -> bytes:
     Written here rather than by Pillow: every row unfiltered (PNG filter type 0) and deflated at
     `compress_level`. A plot is mostly flat colour, which deflate packs about as well without the
     per-row filters that Pillow picks adaptively, and those took two thirds of its time: a 504 x 396
-    frame of the policy view took 6 ms with Pillow, 2 ms here, at the same size (35 kB)."""
+    frame of the policy view took 6 ms with Pillow, 2 ms here, and 36 kB against 39 kB."""
     width, height = canvas.get_width_height(physical=True)
     pixels = np.asarray(canvas.buffer_rgba()).reshape(height, 4 * width)  # (H, W*4): 8-bit RGBA
     rows = np.zeros((height, 1 + 4 * width), dtype=np.uint8)  # each row: its filter type (0: none), its pixels
