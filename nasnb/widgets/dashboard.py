@@ -91,7 +91,7 @@ class Dashboard(widgets.VBox):
         title = widgets.HTML(f"<b>{html.escape(type(search).__name__)}</b> on "
                              f"{html.escape(repr(search.space))}, maximising <code>{html.escape(search.metric)}</code>")
         boxes = [widgets.VBox([widgets.HTML(f"<b>{html.escape(name)}</b>"), panel.widget],
-                              layout=widgets.Layout(flex="1 1 420px", min_width="320px", margin="4px"))
+                              layout=widgets.Layout(flex="1 1 420px", min_width="320px", max_width="720px", margin="4px"))
                  for name, panel in self.panels.items()]
         super().__init__([
             title,

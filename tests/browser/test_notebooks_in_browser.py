@@ -109,7 +109,8 @@ def widget_screenshot(locator, stem: str, caption: str) -> None:
     that scripts/gallery.py puts in the README, and `<stem>.widget.txt`, what it shows."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     (SCREENSHOTS / f"{stem}.widget.txt").write_text(" ".join(caption.split()) + "\n")
-    locator.page.set_viewport_size({"width": 1400, "height": 1000})
+    box = locator.bounding_box() or {"height": 800}
+    locator.page.set_viewport_size({"width": 1400, "height": max(1000, int(box["height"]) + 200)})  # all of it
     locator.scroll_into_view_if_needed()
     locator.page.wait_for_timeout(300)
     locator.screenshot(path=str(SCREENSHOTS / f"{stem}.widget.png"))
