@@ -68,9 +68,11 @@ def test_depthwise_gradients_pass_gradcheck_and_gradgradcheck(kernel, padding, d
 # ----------------------------------------------------------------------------- the whole supernet
 
 
-def paired(fast, C=4, layers=5, partial_channels=1):
+def paired(fast, C=4, layers=5, partial_channels=1, checkpoint_min_elements=0):
+    # checkpoint_min_elements=0: these tiny networks are checkpointed as the paper's sizes are by default
     torch.manual_seed(0)
-    ours = DartsSupernet(C=C, layers=layers, in_channels=1, fast=fast, partial_channels=partial_channels).double()
+    ours = DartsSupernet(C=C, layers=layers, in_channels=1, fast=fast, partial_channels=partial_channels,
+                         checkpoint_min_elements=checkpoint_min_elements).double()
     with torch.no_grad():
         for a in ours.arch_parameters():
             a.normal_()
@@ -158,6 +160,33 @@ def test_sub_network_modes_and_skip_dropout_are_unchanged():
     (plain(x) * probe).sum().backward()
     for (name, a), b in zip(fast.named_parameters(), plain.parameters()):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-8, atol=1e-10, msg=name)
+
+
+@pytest.mark.parametrize("offset, checkpointed_edges", [(None, 0), (0, 14 + 8 + 8), (1, 8), (10 ** 9, 0)])
+def test_checkpoint_threshold_changes_no_number_on_either_side(monkeypatch, offset, checkpointed_edges):
+    # layers=5 reduces at cells 1 and 3. Threshold at the first cell's edge size (4 x 4 x 8 x 8 = 1024
+    # elements): cell 0's 14 edges, reduction cell 1's 8 edges from its two inputs (4 x 8 x 8 x 8 =
+    # 2048 elements each) and reduction cell 3's 8 (4 x 16 x 4 x 4 = 1024); one above it: only cell
+    # 1's 8; None: the default CHECKPOINT_MIN_ELEMENTS, far above these sizes: nothing
+    from nasnb.spaces import darts_supernet
+
+    calls = []
+    real = darts_supernet.checkpointed
+    monkeypatch.setattr(darts_supernet, "checkpointed", lambda *a, **k: calls.append(a[1].numel()) or real(*a, **k))
+    minimum = darts_supernet.CHECKPOINT_MIN_ELEMENTS if offset is None else 1024 + offset
+    fast, plain = paired(True, checkpoint_min_elements=minimum), paired(False)
+    plain.load_state_dict(fast.state_dict())
+    x, _ = batch(8)
+    probe = torch.randn(4, 10, dtype=torch.float64)
+    y_fast, y_plain = fast(x), plain(x)
+    assert len(calls) == checkpointed_edges and all(n >= minimum for n in calls)
+    torch.testing.assert_close(y_fast, y_plain, rtol=1e-10, atol=1e-10)
+    (y_fast * probe).sum().backward()
+    (y_plain * probe).sum().backward()
+    for (name, a), b in zip(fast.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-8, atol=1e-10, msg=name)
+    with pytest.raises(NasnbError, match="checkpoint_min_elements"):
+        DartsSupernet(C=2, layers=3, checkpoint_min_elements=-1)
 
 
 def test_fast_is_the_default_and_its_argument_is_checked():

@@ -37,6 +37,14 @@ from nasnb.spaces.genotypes import Genotype
 from nasnb.spaces.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN, Zero, make_darts_op
 from nasnb.spaces.supernet import ALPHA_INIT_SCALE, MixedOp, Supernet, check_partial_channels
 
+# fast_ops' `checkpoint` recomputes a mixed op only when its input has at least this many elements
+# (2**17 floats, 512 KiB) *and* is as large as the first cell's edge inputs (the full-resolution
+# stage, where half the step's activations live). Below it the recomputation's per-op Python work
+# costs more than the memory is worth: at the notebooks' sizes (C=8, 8x8, batch 64; edge inputs of
+# 32K-64K elements) checkpointing every edge doubled the weight step's time for 190 MB saved;
+# at the paper's C=16, 32x32, batch 16 the first stage's edges have 262K-524K (benchmarks/README.md).
+CHECKPOINT_MIN_ELEMENTS = 2 ** 17
+
 
 def _search_op(name: str, C: int, stride: int, tricks: frozenset = frozenset()):
     """A DARTS op without affine BatchNorm; pools get a BatchNorm of their own (model_search.py).
@@ -61,7 +69,6 @@ class DartsSearchCell(nn.Module):
         `tricks`: the speed and memory tricks of fast_ops.py in use."""
         super().__init__()
         self.reduction, self.steps, self.multiplier, self.C = reduction, steps, multiplier, C
-        self.checkpoint = "checkpoint" in tricks
         # c_{k-2} is twice as large as c_{k-1} when the previous cell reduced: halve it too.
         if reduction_prev:
             self.preprocess0 = FactorizedReduce(C_prev_prev, C, affine=False)
@@ -78,16 +85,18 @@ class DartsSearchCell(nn.Module):
                 self.mixed.append(MixedOp(ops, stride, partial_channels, shared_relu="shared_relu" in tricks,
                                           fused_sum="fused_sum" in tricks))
 
-    def forward(self, s0, s1, weights=None, ops=None, edge_weights=None):
+    def forward(self, s0, s1, weights=None, ops=None, edge_weights=None, checkpoint_from: float = float("inf")):
         """(B, C_pp, H, W), (B, C_p, H, W) -> (B, multiplier * C, H', W'); per edge e: weights[e]
-        (num_ops,), ops[e] (an op index), edge_weights[e] (PC-DARTS' β weight of the edge)."""
+        (num_ops,), ops[e] (an op index), edge_weights[e] (PC-DARTS' β weight of the edge).
+        `checkpoint_from`: in the relaxation, checkpoint (fast_ops.checkpointed) each mixed op whose
+        input has at least this many elements."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]  # each (B, C, H, W)
         offset = 0
         for i in range(self.steps):
             total = None
             for j, h in enumerate(states):
                 e = offset + j
-                if ops is None and self.checkpoint and torch.is_grad_enabled():  # the relaxation's memory
+                if ops is None and h.numel() >= checkpoint_from and torch.is_grad_enabled():  # the relaxation's memory
                     out = checkpointed(self.mixed[e], h, weights[e])
                 else:
                     out = self.mixed[e](h, None if weights is None else weights[e], None if ops is None else ops[e])
@@ -110,6 +119,9 @@ class DartsSupernet(Supernet):
     `edge_normalization` (PC-DARTS' β): None turns it on exactly when partial_channels > 1.
     `fast`: the speed and memory tricks of fast_ops.py, True (all, the default), False (none, the
     plain network) or a collection of names from FAST_TRICKS; outputs and gradients are the same.
+    `checkpoint_min_elements`: with the `checkpoint` trick, only mixed ops whose input has at least
+    this many elements and is as large as the first cell's are checkpointed (CHECKPOINT_MIN_ELEMENTS
+    above; 0 checkpoints the first stage at any size).
     """
 
     cell_names = ("normal", "reduce")
@@ -117,9 +129,11 @@ class DartsSupernet(Supernet):
     def __init__(self, C: int = 16, layers: int = 8, num_classes: int = 10, in_channels: int = 3, steps: int = 4,
                  multiplier: int = 4, stem_multiplier: int = 3, op_names=DARTS_PRIMITIVES,
                  partial_channels: int = 1, edge_normalization: bool | None = None, keep: dict | None = None,
-                 skip_dropout: float = 0.0, fast=True):
+                 skip_dropout: float = 0.0, fast=True, checkpoint_min_elements: int = CHECKPOINT_MIN_ELEMENTS):
         super().__init__()
         self.fast = check_fast(fast)
+        self.checkpoint_min_elements = check_int("checkpoint_min_elements", checkpoint_min_elements, minimum=0,
+                                                 example=CHECKPOINT_MIN_ELEMENTS)
         C = check_positive_int("C", C, example=16)
         layers = check_positive_int("layers", layers, example=8)
         num_classes = check_positive_int("num_classes", num_classes, example=10)
@@ -184,10 +198,14 @@ class DartsSupernet(Supernet):
         if "channels_last" in self.fast and x.device.type == "cpu":
             x = x.contiguous(memory_format=torch.channels_last)  # NHWC: oneDNN's preferred layout
         s0 = s1 = self.stem(x)  # (B, stem_multiplier * C, H, W)
+        checkpoint_from = float("inf")
+        if "checkpoint" in self.fast:  # the first cell's edges see (B, C, H, W): checkpoint edges at least as large
+            first_edge = s1.shape[0] * self.cells[0].C * s1.shape[2] * s1.shape[3]  # whole C: PC-DARTS splits inside
+            checkpoint_from = max(self.checkpoint_min_elements, first_edge)
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"
             s0, s1 = s1, cell(s0, s1, None if weights is None else weights[kind], None if ops is None else ops[kind],
-                              None if edge_weights is None else edge_weights[kind])
+                              None if edge_weights is None else edge_weights[kind], checkpoint_from)
         logits = self.classifier(self.global_pooling(s1).flatten(1))  # (B, num_classes)
         return logits
 
