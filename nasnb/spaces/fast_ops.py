@@ -10,6 +10,10 @@ Both of its gradients are themselves convolutions that run at forward speed:
     ∂L/∂w[c] = Σ_b  x_pad[b, c] ⋆ ∂L/∂y[b, c] with stride d and dilation s (the output gradient
                is the kernel; the batch is folded into the channels, then summed)
 
+The weight gradient so computed is the faster one for the dilated kernels only (2-7x, at the paper's
+sizes, channels_last); for undilated ones (the separable convs) PyTorch's own is 2-15x faster, and
+is used.
+
 `depthwise_conv2d` computes them so (CPU only; CUDA's cuDNN kernels are fast already). The other
 tricks, each a switch of `FAST_TRICKS` (benchmarks/darts_step.py measures what each buys):
 
@@ -19,8 +23,10 @@ tricks, each a switch of `FAST_TRICKS` (benchmarks/darts_step.py measures what e
   a dot product (no product map per op is built), ∂L/∂o(x) = w_o ∂L/∂h.
 * ``checkpoint``: activation checkpointing per mixed op (Chen et al., 2016, "Training deep nets
   with sublinear memory cost"): the forward keeps only each edge's input and output, and the
-  backward recomputes one edge at a time. The forward is cheap next to the backward, so this costs
-  little time for a large cut in peak memory. The recomputation neither updates BatchNorm's
+  backward recomputes one edge at a time. DartsSupernet checkpoints only the edges whose input
+  is as large as its first cell's and at least `checkpoint_min_elements` (darts_supernet.py): the
+  full-resolution stage holds half the activations, and at small sizes recomputing costs more
+  time than the memory is worth. The recomputation neither updates BatchNorm's
   running statistics a second time nor draws new dropout masks, and it uses the tensors the
   forward used (w', w± of DARTS' second-order step, passed with torch.func.functional_call).
 * ``channels_last``: NHWC memory layout for the input, which oneDNN's CPU convolutions prefer.
@@ -85,7 +91,10 @@ class _DepthwiseConv2d(torch.autograd.Function):
                 g = grad.new_zeros(B, C, H + 2 * p - d * (k - 1), W + 2 * p - d * (k - 1))  # stride-1 output
                 g[:, :, ::s, ::s] = grad
             grad_x = F.conv2d(g, weight.flip(-1, -2), None, 1, d * (k - 1) - p, d, C)  # (B, C, H, W)
-        if ctx.needs_input_grad[1]:
+        if ctx.needs_input_grad[1] and d == 1:  # undilated: PyTorch's own weight gradient is the fast one
+            grad_w = torch.ops.aten.convolution_backward(grad, x, weight, None, *ctx.conf, False, (0, 0), C,
+                                                         (False, True, False))[1]
+        elif ctx.needs_input_grad[1]:
             x_pad = F.pad(x, (p, p, p, p)).reshape(1, B * C, H + 2 * p, W + 2 * p)
             kernel = grad.reshape(B * C, 1, grad.shape[2], grad.shape[3])
             g = F.conv2d(x_pad, kernel, None, d, 0, s, B * C)  # (1, B*C, >=k, >=k)
