@@ -269,3 +269,6 @@ class TrainEvaluator:
             f"cached={len(self.cache)}, trainings={self.trainings})"
         )
 
+
+
+from nasnb.bench.evaluator import TableEvaluator  # noqa: E402,F401  (the contract's nasnb.evaluators.TableEvaluator)

@@ -1,0 +1,156 @@
+"""How the shipped table is made: the protocol, one training, shards, and the assembled table.
+
+scripts/build_table.py drives it (resumable, in worker processes); a test retrains a few cells with
+`train_record` and the protocol stored in the table's metadata, and finds the table's figures.
+
+A *shard* is a JSON file holding the records of a fixed range of the unique cells (every seed), so a
+build that stops loses at most the shards in progress, and a rerun trains only what is missing. Each
+shard names the protocol's hash: shards of another protocol are refused, never mixed.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from nasnb.bench.table import FORMAT, Table, arch_at, arch_index
+from nasnb.errors import DamagedFileError, ResumeMismatchError
+from nasnb.spaces.nb201 import NB201Space
+
+# The protocol of "nb201-digits" (benchmarks/README.md, "The shipped table", says why each choice).
+PROTOCOL = {
+    "name": "nb201-digits",
+    "space": "nb201",
+    "data": {"name": "digits", "seed": 0, "train_size": 500, "val_size": 397},  # test: digits' fixed 400
+    "network": {"C": 8, "N": 1},  # NB201's macro skeleton, 3 stages of one cell at 8, 16, 32 channels
+    "epochs": 8,
+    "fit": {"batch_size": 64, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "optimizer": "sgd",
+            "schedule": "cosine", "grad_clip": 5.0, "augment": False},
+    "seeds": [0, 1, 2],
+    "threads": 1,
+    "canonical_rule": "nb201",
+}
+
+
+def protocol_hash(protocol: dict) -> str:
+    return hashlib.sha1(json.dumps(protocol, sort_keys=True).encode("utf-8")).hexdigest()[:12]
+
+
+def unique_cells(rule: str = "nb201") -> list[int]:
+    """The enumerate-order indices of the classes' representatives (6,466 for the nb201 rule)."""
+    space = NB201Space()
+    return sorted({arch_index(space.canonical(a, rule)) for a in space.enumerate()})
+
+
+@functools.lru_cache(maxsize=4)
+def _data(name: str, seed: int, train_size: int, val_size: int, device: str):
+    import nasnb.data
+
+    return nasnb.data.load(name, seed=seed, train_size=train_size, val_size=val_size, device=device)
+
+
+def evaluator(protocol: dict, seed: int, device: str = "cpu"):
+    """The TrainEvaluator that trains one cell with `protocol` and training seed `seed`."""
+    from nasnb.evaluators import TrainEvaluator
+
+    d = protocol["data"]
+    data = _data(d["name"], d["seed"], d["train_size"], d["val_size"], device)
+    return TrainEvaluator(data, protocol["epochs"], space=NB201Space(), build_kwargs=dict(protocol["network"]),
+                          seed=seed, test=True, count_flops=False, device=device, **protocol["fit"])
+
+
+def train_record(protocol: dict, index: int, seed: int, device: str = "cpu") -> dict:
+    """Train the cell at enumerate position `index` once; its record as JSON types (counts correct)."""
+    import torch
+
+    torch.set_num_threads(protocol["threads"])
+    ev = evaluator(protocol, seed, device)
+    m = ev(arch_at(index))
+    val_size, test_size = len(ev.data.val[1]), len(ev.data.test[1])
+    return {"index": index, "seed": seed, "seconds": m["seconds"],
+            "val_correct": [round(a * val_size) for a in m["val_curve"]],
+            "test_correct": round(m["test_accuracy"] * test_size)}
+
+
+def cell_costs(protocol: dict) -> dict:
+    """Params and FLOPs of the protocol's network for every one of the 15,625 cells."""
+    from nasnb.cost import count_flops, count_params
+
+    space, d = NB201Space(), protocol["data"]
+    shape = (1, 8, 8) if d["name"] == "digits" else (3, 32, 32)
+    params, flops = [], []
+    for arch in space.enumerate():
+        model = space.build(arch, **protocol["network"], num_classes=10, in_channels=shape[0])
+        params.append(count_params(model))
+        flops.append(count_flops(model, shape))
+    return {"params": params, "flops": flops}
+
+
+# ----------------------------------------------------------------------------- shards
+
+
+def shard_ranges(cells: list[int], size: int) -> list[list[int]]:
+    return [cells[i:i + size] for i in range(0, len(cells), size)]
+
+
+def read_shard(path: Path, protocol: dict) -> dict:
+    shard = json.loads(Path(path).read_text())
+    if shard.get("protocol_hash") != protocol_hash(protocol):
+        raise ResumeMismatchError(f"{path} was built with protocol {shard.get('protocol_hash')}, not "
+                                  f"{protocol_hash(protocol)}; build into another folder or delete it")
+    return shard
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, separators=(",", ":")))
+    tmp.replace(path)
+
+
+def assemble(folder: Path, protocol: dict, machine: dict | None = None) -> Table:
+    """The Table from a folder of finished shards and costs.json; every cell and seed must be there."""
+    folder = Path(folder)
+    cells = unique_cells(protocol["canonical_rule"])
+    row_of = {c: r for r, c in enumerate(cells)}
+    seeds, epochs = protocol["seeds"], protocol["epochs"]
+    val = np.full((len(cells), len(seeds), epochs), -1, dtype=np.int32)
+    test = np.full((len(cells), len(seeds)), -1, dtype=np.int32)
+    seconds = np.full((len(cells), len(seeds)), np.nan, dtype=np.float32)
+    built = []
+    for path in sorted(folder.glob("shard-*.json")):
+        shard = read_shard(path, protocol)
+        built.append(shard.get("machine", {}))
+        for r in shard["records"]:
+            row, k = row_of[r["index"]], seeds.index(r["seed"])
+            val[row, k], test[row, k], seconds[row, k] = r["val_correct"], r["test_correct"], r["seconds"]
+    missing = int((test < 0).sum())
+    if missing:
+        raise DamagedFileError(f"{folder}: {missing} of {test.size} trainings are missing; run the build again")
+    costs = json.loads((folder / "costs.json").read_text())
+    space = NB201Space()
+    class_of = np.array([row_of[arch_index(space.canonical(a, protocol["canonical_rule"]))]
+                         for a in space.enumerate()], dtype=np.uint16)
+    data = _data(protocol["data"]["name"], protocol["data"]["seed"], protocol["data"]["train_size"],
+                 protocol["data"]["val_size"], "cpu")
+    meta = {**protocol, "format": FORMAT, "protocol_hash": protocol_hash(protocol),
+            "val_size": len(data.val[1]), "test_size": len(data.test[1]), "train_size": len(data.train[1]),
+            "data_fingerprint": data.fingerprint(), "built_on": machine or (built[0] if built else {}),
+            "total_train_seconds": float(np.nansum(seconds)),
+            "flops_note": "forward FLOPs of one image, multiply-add = 2 (nasnb.cost.count_flops)"}
+    return Table(protocol["name"], meta, np.array(cells, dtype=np.int32), class_of, val.astype(np.uint16),
+                 test.astype(np.uint16), seconds, np.array(costs["params"], dtype=np.int64),
+                 np.array(costs["flops"], dtype=np.int64))
+
+
+def machine_facts(device: str = "cpu") -> dict:
+    import torch
+
+    facts = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
+             "processor": platform.processor() or platform.machine(), "device": device}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        facts["gpu"] = torch.cuda.get_device_name(0)
+    return facts
