@@ -185,10 +185,10 @@ class OfficialTable:
     """NATS-Bench's topology benchmark for one dataset and protocol (module docstring).
 
     The same interface as `nasnb.bench.Table`: ``query``, ``optimum``, ``regret``, ``space``,
-    ``name``, ``meta``, ``max_epochs``, ``seeds``. It holds every cell, so ``query(arch)["arch"]``
-    is `arch`'s own string. A cell's file is read when the cell is first asked for and kept (a
-    few KB each); ``optimum`` and ``seeds`` read every cell the first time, which takes minutes
-    for the official directory.
+    ``name``, ``meta``, ``max_epochs``, ``seeds``. The official benchmark holds every cell, so
+    ``query(arch)["arch"]`` is `arch`'s own string. A cell's file is read when the cell is first
+    asked for and its figures kept (about 10 KB a cell); ``optimum`` and ``seeds`` read every cell
+    the first time, which takes minutes for the official directory.
     """
 
     def __init__(self, source, dataset: str = "cifar10-valid", hp: str = "200"):
@@ -196,14 +196,14 @@ class OfficialTable:
         self.hp = check_choice("hp", str(hp) if isinstance(hp, int) and not isinstance(hp, bool) else hp, HPS)
         self.space = NB201Space()
         strings, self._fetch, file_name = _open(source, self.hp)
-        self._index = {}  # arch tuple -> its index in the benchmark (the position of its file)
-        for index, text in enumerate(strings):
-            try:
-                self._index[self.space.parse(text)] = index
-            except ValueError:
-                raise DamagedFileError(f"{file_name} is not NATS-Bench's topology benchmark: its arch {index} is "
-                                       f"{short(text)}, not an NB201 cell (the size benchmark, NATS-sss, is not "
-                                       "read)") from None
+        self._index = {text: index for index, text in enumerate(strings)}  # arch string -> its file's number
+        try:  # the official strings are space.format's (tests check all 15,625), so queries look them up as they are
+            if self.space.format(self.space.parse(strings[0])) != strings[0] or len(self._index) != len(strings):
+                raise InvalidValueError("not in nasnb's form, or repeated")
+        except ValueError as err:
+            raise DamagedFileError(f"{file_name} is not NATS-Bench's topology benchmark: its arch strings "
+                                   f"({short(strings[0])}, ...) are not NB201 cells ({err}); the size benchmark, "
+                                   "NATS-sss, is not read") from None
         self._strings, self._records, self._optima = strings, {}, {}  # _records: index -> _extract's figures
         first = self._fetch(0)  # fails now, not in a search, when dataset or hp are not there
         for needed in {self.dataset, DATASETS[self.dataset][2]}:
@@ -306,7 +306,8 @@ class OfficialTable:
         """The recorded figures of `arch` after `epochs` epochs (None: all), for one `seed` or
         the mean over the cell's seeds (None); the keys of `nasnb.bench.Table.query`."""
         arch = self.resolve(arch)
-        text, index = self.space.format(arch), self._index.get(arch)
+        text = self.space.format(arch)
+        index = self._index.get(text)
         if index is None:
             raise InvalidValueError(f"{text} is not in this benchmark ({len(self)} cells); e.g. {self._strings[0]}")
         epochs, record = self.check_epochs(epochs), self._record(index)
@@ -342,12 +343,12 @@ class OfficialTable:
         if key not in self._optima:  # regret() asks once per trial: remember the answer
             self._read_all()
             best = None
-            for arch in sorted(self._index, key=arch_index):  # enumerate order, for the tie rule
-                record = self._records[self._index[arch]]
+            for text in sorted(self._index, key=lambda t: arch_index(self.space.parse(t))):  # for the tie rule
+                record = self._records[self._index[text]]
                 value = record["val"][:, key[1] - 1].mean() if key[1] else record["test"].mean()
                 if not np.isnan(value) and (best is None or value > best[1]):
-                    best = (arch, float(value))
-            self._optima[key] = (self.space.format(best[0]), best[1])
+                    best = (text, float(value))
+            self._optima[key] = best
         return self._optima[key]
 
     def regret(self, value: float, metric: str = "test_accuracy") -> float:
