@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_import_nasnb_loads_no_jupyter_plotting_or_torchvision():
     code = (
         "import sys, nasnb\n"
-        "heavy = ['ipywidgets', 'IPython', 'matplotlib', 'torchvision', 'sklearn', 'pandas']\n"
+        "heavy = ['ipywidgets', 'IPython', 'matplotlib', 'torchvision', 'sklearn', 'pandas', 'optuna', 'nats_bench']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
