@@ -5,7 +5,7 @@ use, so that reading a registry loads neither torch models nor matplotlib. The C
 and the dashboard all look names up here; there is no other table of names.
 
     registry.get("space", "nb201")()            # NB201Space()
-    registry.names("strategy")                   # ['darts', 'enas', 'evolution', 'random', 'reinforce']
+    registry.names("strategy")                   # ['darts', 'enas', 'evolution', 'optuna', 'random', 'reinforce']
     registry.register("strategy", "mine", "mypackage.search:MySearch")
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "reinforce": "nasnb.strategies.reinforce:Reinforce",
         "darts": "nasnb.strategies.darts:DARTS",
         "enas": "nasnb.strategies.enas:ENAS",
+        "optuna": "nasnb.strategies.optuna_search:OptunaSearch",  # needs the optuna extra
     },
     # A view draws a search's history: view(history, upto=t, ax=None) -> matplotlib Figure.
     "view": {

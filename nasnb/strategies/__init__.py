@@ -6,6 +6,7 @@ from nasnb.strategies.evolution import RegularizedEvolution
 from nasnb.strategies.darts import DARTS
 from nasnb.strategies.darts_variants import GDASConfig, PDARTSConfig
 from nasnb.strategies.enas import ENAS
+from nasnb.strategies.optuna_search import OptunaSearch
 
 __all__ = ["Proposal", "Search", "Strategy", "RandomSearch", "RegularizedEvolution", "Controller", "Reinforce", "DARTS",
-           "GDASConfig", "PDARTSConfig", "ENAS"]
+           "GDASConfig", "PDARTSConfig", "ENAS", "OptunaSearch"]
