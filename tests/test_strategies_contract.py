@@ -2,6 +2,7 @@
 
 Add a strategy by appending a factory `(space, evaluator, seed) -> Strategy` to ALL_STRATEGIES.
 """
+import importlib.util
 import json
 import pickle
 import time
@@ -12,12 +13,14 @@ import torch
 
 from nasnb.history import History
 from nasnb.spaces.toy import ToySpace
-from nasnb.strategies import RandomSearch, RegularizedEvolution, Reinforce
+from nasnb.strategies import OptunaSearch, RandomSearch, RegularizedEvolution, Reinforce
 
 ALL_STRATEGIES = [
     pytest.param(lambda space, evaluator, seed: RandomSearch(space, evaluator, seed=seed), id="RandomSearch"),
     pytest.param(lambda space, evaluator, seed: RegularizedEvolution(space, evaluator, seed=seed), id="RegularizedEvolution"),
     pytest.param(lambda space, evaluator, seed: Reinforce(space, evaluator, seed=seed), id="Reinforce"),
+    pytest.param(lambda space, evaluator, seed: OptunaSearch(space, evaluator, seed=seed), id="OptunaSearch-TPE",
+                 marks=pytest.mark.skipif(importlib.util.find_spec("optuna") is None, reason="optuna not installed")),
 ]
 
 
