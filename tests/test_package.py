@@ -7,9 +7,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_import_nasnb_loads_no_jupyter_plotting_or_torchvision():
+def test_import_nasnb_and_its_strategies_and_tables_loads_no_jupyter_plotting_torchvision_or_extras():
     code = (
-        "import sys, nasnb\n"
+        "import sys, nasnb, nasnb.strategies, nasnb.bench\n"
         "heavy = ['ipywidgets', 'IPython', 'matplotlib', 'torchvision', 'sklearn', 'pandas', 'optuna', 'nats_bench']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
