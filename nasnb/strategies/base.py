@@ -22,6 +22,7 @@ them away, so a proposal nobody will evaluate never skews what the strategy prop
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 import traceback
 from concurrent.futures import Executor
@@ -29,8 +30,9 @@ from typing import Callable, Mapping
 
 from nasnb.checks import check_float, check_positive_int, short
 from nasnb.errors import EvaluationError, InvalidTypeError, InvalidValueError
-from nasnb.history import Trial, finite_number
+from nasnb.history import Trial, finite_number, record_from_dict
 from nasnb.spaces.base import Arch, SearchSpace
+from nasnb.storage import dumps
 from nasnb.strategies.search import Search, jsonable
 
 Evaluator = Callable[[Arch], dict]
@@ -58,6 +60,11 @@ class Strategy(Search):
     """
 
     panels = ("cell", "progress")
+    # True when propose() is a function of the search's state alone (its rngs, what it has observed,
+    # what is pending): asked again after that state is restored, it makes the same proposals. A
+    # checkpoint then writes the state file about once a second instead of after every trial, and a
+    # resume replays the journal's newer trials (nasnb/storage.py). False is always safe.
+    replayable = False
 
     def __init__(self, space: SearchSpace, evaluator: Evaluator, *, metric: str = "val_accuracy", seed: int = 0):
         super().__init__(space, metric=metric, seed=seed)
@@ -101,7 +108,8 @@ class Strategy(Search):
         pruned: the evaluation was stopped early on purpose; `metrics` are its partial results.
         A result without a finite number for the metric is recorded as a failed trial too.
         """
-        seconds = check_float("seconds", seconds, minimum=0.0, example=1.5)
+        if type(seconds) is not float or not 0.0 <= seconds < math.inf:  # else it is fine as it is (from step())
+            seconds = check_float("seconds", seconds, minimum=0.0, example=1.5)
         proposal = self._find_pending(proposal)
         arch = self.space.format(proposal.arch)  # before anything changes: a bad arch leaves it pending
         state, metrics, error = _outcome(metrics, error, pruned, self.metric)
@@ -142,6 +150,28 @@ class Strategy(Search):
                 return pending
         raise InvalidValueError(f"got an architecture nobody asked for: {short(proposal)}; call ask() first")
 
+    # ---------------------------------------------------------------- replaying a journal
+
+    def _can_replay(self) -> bool:
+        return self.replayable and not self._pending  # a proposal in flight: the state must say so at once
+
+    def _replay(self, records: list) -> int:
+        """Ask again and tell each journal record's result, as long as the proposal is the one the
+        record holds (the same arch and info); returns how many were replayed. Replayed trials are
+        not shown to subscribers: like the records a resume reads, they happened before."""
+        if not self.replayable:
+            return 0
+        for replayed, d in enumerate(records):
+            trial = record_from_dict(d)
+            proposal = self._pending[0] if self._pending else self.ask()
+            if (not isinstance(trial, Trial) or self.space.format(proposal.arch) != trial.arch
+                    or dumps(proposal.info) != dumps(trial.info)):
+                return replayed  # not this search's proposal (another version of it?): the caller reloads
+            self._pending.remove(proposal)
+            self.history.append(trial)
+            self._learn(trial)
+        return len(records)
+
     # ---------------------------------------------------------------- the loop
 
     def step(self) -> Trial:
@@ -158,9 +188,10 @@ class Strategy(Search):
 
         checkpoint: a folder (nasnb/storage.py). If it holds a run, the search first continues it,
             after checking that it is a run of this search with these settings (strategy, space,
-            seed, metric, evaluator settings); after every trial the new trial and state are
-            written there, so a run killed at any moment loses no told trial and, resumed, gives
-            the same history as an uninterrupted run.
+            seed, metric, evaluator settings); every trial is written there before its tell
+            returns (the search's state with it, or, for a `replayable` strategy, about once a
+            second), so a run killed at any moment loses no told trial and, resumed, gives the
+            same history as an uninterrupted run.
         executor: a `concurrent.futures.Executor` (a ProcessPoolExecutor, or a Dask
             `client.get_executor()`): `batch` proposals are asked at once, evaluated concurrently and
             told in the order they were asked, so the history does not depend on which worker
@@ -185,7 +216,7 @@ class Strategy(Search):
         return self._loop(n, checkpoint, time_budget, progress, advance)
 
     def _check_failures(self, max_failures: int | None) -> None:
-        if max_failures is None or len(self.history) < max_failures:
+        if max_failures is None or len(self.history) < max_failures or self.history[-1].state != "failed":
             return
         recent = self.history[-max_failures:]
         if all(getattr(t, "state", None) == "failed" for t in recent):

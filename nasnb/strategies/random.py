@@ -13,5 +13,7 @@ from nasnb.strategies.base import Strategy
 class RandomSearch(Strategy):
     """Each step samples an architecture uniformly from the space, independently of the past."""
 
+    replayable = True  # propose() draws only from self.rng (a checkpoint may replay it: storage.py)
+
     def propose(self):
         return self.space.sample(self.rng), {}

@@ -31,12 +31,19 @@ from nasnb.storage import Checkpoint, dumps
 STATE_FORMAT = "nasnb-search"
 
 
+_PLAIN = frozenset((bool, int, float, str, type(None)))  # exactly these types (np.float64 is a float subclass)
+
+
 def jsonable(value: Any) -> Any:
-    """`value` with numpy scalars, tuples, tensors and arrays turned into plain JSON types."""
+    """`value` with numpy scalars, tuples, tensors and arrays turned into plain JSON types (a copy:
+    the containers are new). Plain values are passed on without a call, since a table lookup's
+    metrics are checked at every trial."""
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
+        return {k if type(k) is str else str(k): v if type(v) in _PLAIN else jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
+        return [v if type(v) in _PLAIN else jsonable(v) for v in value]
     if isinstance(value, (np.generic,)):
         return value.item()
     if isinstance(value, (np.ndarray, torch.Tensor)):
@@ -117,8 +124,9 @@ class Search(metaclass=_SnapshotAfterInit):
         self._learn(record)
         if self._checkpoint is not None:
             self._write_checkpoint()
-        for callback in list(self._subscribers):
-            callback(record)
+        if self._subscribers:
+            for callback in list(self._subscribers):
+                callback(record)
         return record
 
     def _learn(self, record: Record) -> None:
@@ -157,14 +165,20 @@ class Search(metaclass=_SnapshotAfterInit):
             self.resume(checkpoint, attach=True)
         start = time.perf_counter()
         bar = tqdm(total=n, initial=min(len(self.history), n), desc=type(self).__name__, disable=not progress)
+        noted = start  # when the bar's note (best so far) was last made: at most every 0.1 s, like its redraws
         try:
             while len(self.history) < n:
                 if time_budget is not None and time.perf_counter() - start > time_budget:
                     break
                 records = advance(n - len(self.history))
                 bar.update(len(records))
-                if progress:
+                if progress and time.perf_counter() - noted >= bar.mininterval:
                     bar.set_postfix(self._progress_note(), refresh=False)
+                    noted = time.perf_counter()
+            if progress and self.history:
+                bar.set_postfix(self._progress_note(), refresh=False)
+            if self._checkpoint is not None and self._checkpoint.lagging:  # a run that ends leaves its state up to date
+                self._checkpoint.flush(self._state_without_history())
         finally:
             bar.close()
             self._checkpoint = None
@@ -206,12 +220,15 @@ class Search(metaclass=_SnapshotAfterInit):
         self._load_or_roll_back(state, None, NasnbError, lambda why: InvalidValueError(
             f"this state is damaged or not of a {type(self).__name__} search ({why})"))
 
-    def _load_or_roll_back(self, state: dict, history, keep: type, damaged: Callable[[str], NasnbError]) -> None:
-        """`_load`, or, on any error, the search put back as it was: errors of type `keep` are raised
-        as they are, any other as `damaged(why)`."""
+    def _load_or_roll_back(self, state: dict, history, keep: type, damaged: Callable[[str], NasnbError],
+                           replay: list = ()) -> None:
+        """`_load`, then `_replay(replay)`; or, on any error, the search put back as it was: errors of
+        type `keep` are raised as they are, any other as `damaged(why)`."""
         backup = self.state_dict()
         try:
             self._load(state, history)
+            if replay:
+                self._replay(replay)
         except BaseException as err:
             self._load(backup)
             if isinstance(err, keep) or not isinstance(err, Exception):
@@ -280,26 +297,51 @@ class Search(metaclass=_SnapshotAfterInit):
                     f"search.reset()); keep this one with another checkpoint path")
             if len(theirs) > len(mine):
                 self._restore(saved, path)
+                checkpoint.drop_records(len(self.history))  # any it could not replay (with a warning)
             elif len(mine) > len(theirs):
                 checkpoint.append(mine[len(theirs):], self._state_without_history())
         if attach:
             self._checkpoint = checkpoint
 
     def _restore(self, saved, path) -> None:
+        """Load the saved state, then replay the journal's records it does not cover (storage.py)."""
+        covered = len(saved.records) if saved.covered is None else saved.covered
         try:
-            history = History([record_from_dict(r) for r in saved.records], metric=self.metric,
-                              meta=self.history.meta)
+            records = [record_from_dict(r) for r in saved.records[:covered]]
         except (ValueError, TypeError) as err:
             raise DamagedFileError(f"{path}: a record of its journal is damaged ({short(str(err))})") from None
-        self._load_or_roll_back(saved.state, history, ResumeMismatchError, lambda why: DamagedFileError(
-            f"{path}: its state does not load into this {type(self).__name__} ({why})"))
+        newer, meta = saved.records[covered:], self.history.meta
+
+        def load(replay: list) -> None:
+            self._load_or_roll_back(saved.state, History(records, metric=self.metric, meta=meta), ResumeMismatchError,
+                                    lambda why: DamagedFileError(f"{path}: its state does not load into this "
+                                                                 f"{type(self).__name__} ({why})"), replay=replay)
+
+        load(newer)
+        replayed = len(self.history) - covered
+        if replayed < len(newer):  # stopped at a proposal unlike the journal's: back to just before it
+            load(newer[:replayed])
 
     def _record_dicts(self, start: int = 0) -> list:
         """Records from `start` on as the journal holds them (JSON values: lists, not tuples)."""
         return [json.loads(dumps(r.to_dict())) for r in self.history[start:]]
 
     def _write_checkpoint(self) -> None:
-        self._checkpoint.append(self._record_dicts(self._checkpoint.count), self._state_without_history())
+        checkpoint = self._checkpoint
+        records = [r.to_dict() for r in self.history[checkpoint.count:]]
+        if self._can_replay() and not checkpoint.sync_due():
+            checkpoint.append(records)  # the journal line only: a resume replays it (storage.py)
+        else:
+            checkpoint.append(records, self._state_without_history())
+
+    def _can_replay(self) -> bool:
+        """True when a resume could replay the records after an older state (Strategy.replayable)."""
+        return False
+
+    def _replay(self, records: list) -> int:
+        """Re-make `records` (journal dicts newer than the state just loaded) as this search made
+        them; returns how many it could. A Search of steps cannot (it would have to train again)."""
+        return 0
 
     def reset(self) -> None:
         """Back to the state right after construction: same seed, empty history."""
