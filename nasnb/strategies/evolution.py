@@ -76,6 +76,7 @@ class RegularizedEvolution(Strategy):
     """
 
     panels = ("cell", "population")
+    replayable = True  # propose() reads only self.rng, the population and the history (storage.py)
 
     def __init__(self, space, evaluator, *, population_size: int = 20, sample_size: int = 5, aging: bool = True,
                  crossover_prob: float = 0.0, metric: str = "val_accuracy", seed: int = 0):
@@ -85,6 +86,7 @@ class RegularizedEvolution(Strategy):
         self.crossover_prob = check_probability("crossover_prob", crossover_prob)
         super().__init__(space, evaluator, metric=metric, seed=seed)
         self.population: list[int] = []  # trial numbers of the living, in order of birth (oldest first)
+        self._parsed: dict = {}  # trial number -> its arch, for living members (what _arch parsed)
         # Written into the history so that views can replay the population from the history alone.
         self.history.meta.update(population_size=self.population_size, sample_size=self.sample_size,
                                  aging=self.aging, crossover_prob=self.crossover_prob)
@@ -109,13 +111,14 @@ class RegularizedEvolution(Strategy):
         sampled = [self.population[k] for k in draws]
         parent = max(sampled, key=self.fitness)
 
-        distinct = sorted(dict.fromkeys(sampled), key=self.fitness, reverse=True)  # stable: draw order on ties
-        if self.crossover_prob > 0 and len(distinct) >= 2 and self.rng.random() < self.crossover_prob:
-            first, second = distinct[:2]  # first is `parent`
-            recombined = self.space.crossover(self._arch(first), self._arch(second), self.rng)
-            child = self.space.mutate(recombined, self.rng)
-            return child, {"kind": "crossover", "sampled": sampled, "parent": first, "parents": [first, second],
-                           "recombined": self.space.format(recombined)}
+        if self.crossover_prob > 0:
+            distinct = sorted(dict.fromkeys(sampled), key=self.fitness, reverse=True)  # stable: draw order on ties
+            if len(distinct) >= 2 and self.rng.random() < self.crossover_prob:
+                first, second = distinct[:2]  # first is `parent`
+                recombined = self.space.crossover(self._arch(first), self._arch(second), self.rng)
+                child = self.space.mutate(recombined, self.rng)
+                return child, {"kind": "crossover", "sampled": sampled, "parent": first, "parents": [first, second],
+                               "recombined": self.space.format(recombined)}
 
         child = self.space.mutate(self._arch(parent), self.rng)
         return child, {"kind": "mutation", "sampled": sampled, "parent": parent}
@@ -125,7 +128,9 @@ class RegularizedEvolution(Strategy):
     def observe(self, trial: Trial) -> None:
         self.population.append(trial.number)
         if len(self.population) > self.population_size:
-            self.population.remove(self.to_remove(self.population))
+            dead = self.to_remove(self.population)
+            self.population.remove(dead)
+            self._parsed.pop(dead, None)
 
     def to_remove(self, members: list[int]) -> int:
         """The member that dies (`member_to_remove` with this search's rule and fitness)."""
@@ -136,7 +141,11 @@ class RegularizedEvolution(Strategy):
         return self.history[number].value(self.metric)
 
     def _arch(self, number: int):
-        return self.space.parse(self.history[number].arch)
+        """Member `number`'s architecture, parsed from its trial once: a fit member is a parent many times."""
+        arch = self._parsed.get(number)
+        if arch is None:
+            arch = self._parsed[number] = self.space.parse(self.history[number].arch)
+        return arch
 
     # ---------------------------------------------------------------- views and checkpoints
 
@@ -154,3 +163,4 @@ class RegularizedEvolution(Strategy):
 
     def _load_extra_state(self, state: dict) -> None:
         self.population = [int(n) for n in state["population"]]
+        self._parsed = {}
