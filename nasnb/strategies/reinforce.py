@@ -196,6 +196,7 @@ class Reinforce(Strategy):
     """
 
     panels = ("cell", "policy")
+    replayable = True  # propose() samples the controller with self.torch_generator only (storage.py)
 
     def __init__(self, space, evaluator, *, hidden_size: int = 64, temperature: float = 5.0,
                  tanh_constant: float | None = 2.5, lr: float = 0.01, baseline_decay: float = 0.95,
@@ -209,10 +210,14 @@ class Reinforce(Strategy):
         self.choices = list(space.choices)
         self.controller = Controller(self.choices, self.hidden_size, temperature=temperature,
                                      tanh_constant=tanh_constant, seed=self.seed)
-        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=self.lr)
+        # foreach: one kernel per step of Adam's arithmetic for all the weights at once, not one per
+        # weight tensor; the same arithmetic, so the same numbers (the weights are small: this was
+        # half the cost of an update).
+        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=self.lr, foreach=True)
         self.baseline: float | None = None  # the moving average of rewards so far; None before the first
         self.last_reward: float | None = None
         self._buffer: list[tuple[list, float]] = []  # (actions, advantage) of trials not yet learnt from
+        self._passes: dict[tuple, tuple] = {}  # actions -> (θ's version, the differentiable pass that sampled them)
         # What the policy view needs to replay the history without this object (nasnb.viz.policy).
         self.history.meta.update(
             choices=[{"name": c.name, "options": [str(o) for o in c.options]} for c in self.choices],
@@ -226,13 +231,14 @@ class Reinforce(Strategy):
     # ---------------------------------------------------------------- ask / tell
 
     def propose(self):
-        with torch.no_grad(), one_thread():
+        with one_thread():  # with gradients: while θ stays as it is, the update reuses this pass
             sample = self.controller.sample(self.torch_generator)
+        self._keep_pass(sample)
         info = {
             "actions": sample.actions,
             "probs": [[round(x, 6) for x in p.tolist()] for p in sample.probs],  # what it sampled from
-            "log_prob": float(sample.log_prob),
-            "entropy": float(sample.entropy),
+            "log_prob": float(sample.log_prob.detach()),
+            "entropy": float(sample.entropy.detach()),
         }
         return self.arch_of(sample.actions), info
 
@@ -251,7 +257,7 @@ class Reinforce(Strategy):
             return self._update()
 
     def _update(self) -> float:
-        replays = [self.controller(actions) for actions, _ in self._buffer]
+        replays = [self._pass_of(actions) for actions, _ in self._buffer]
         advantages = torch.tensor([adv for _, adv in self._buffer])
         loss = reinforce_loss(torch.stack([r.log_prob for r in replays]),
                               torch.stack([r.entropy for r in replays]), advantages, self.entropy_weight)
@@ -259,7 +265,30 @@ class Reinforce(Strategy):
         loss.backward()  # the gradients stay in .grad until the next update (tests read them)
         self.optimizer.step()
         self._buffer.clear()
+        self._passes.clear()  # θ has changed: every kept pass is stale
         return loss.item()
+
+    # ---------------------------------------------------------------- the sampling pass, reused
+
+    def _theta_version(self) -> tuple:
+        """Changes whenever a weight is changed in place (an Adam step, load_state_dict)."""
+        return tuple(p._version for p in self.controller.parameters())
+
+    def _keep_pass(self, sample: Sample) -> None:
+        """Keep the differentiable pass that sampled `actions`, for the update. Told at once (a
+        sequential search), a trial is learnt from with the θ that sampled it, and replaying it
+        would redo the very same operations: the same log π(a), the same graph, the same gradient."""
+        if len(self._passes) > self.batch_size + 16:  # proposals that fail or are dropped are never told
+            self._passes.pop(next(iter(self._passes)))
+        self._passes[tuple(sample.actions)] = (self._theta_version(), sample)
+
+    def _pass_of(self, actions: list) -> Sample:
+        """log π_θ(a) and H_θ(a) with gradients, under the current θ: the kept sampling pass while θ
+        has not changed since, else a replay (asked before an update and told after it)."""
+        kept = self._passes.pop(tuple(actions), None)
+        if kept is not None and kept[0] == self._theta_version():
+            return kept[1]
+        return self.controller(actions)
 
     # ---------------------------------------------------------------- reading the policy
 
@@ -298,5 +327,8 @@ class Reinforce(Strategy):
     def _load_extra_state(self, state: dict) -> None:
         self.controller.load_state_dict(state["controller"])
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        for group in self.optimizer.param_groups:
+            group["foreach"] = True  # older checkpoints saved None (the per-tensor loop): the same numbers, slower
+        self._passes.clear()
         self.baseline, self.last_reward = state["baseline"], state["last_reward"]
         self._buffer = [(list(actions), float(adv)) for actions, adv in state["buffer"]]
