@@ -47,11 +47,9 @@ def main() -> None:
     print(f"protocol {protocol_hash(protocol)}: {len(cells)} cells x {len(protocol['seeds'])} seeds in "
           f"{len(ranges)} shards; {len(ranges) - len(todo)} done, {len(todo)} to go", flush=True)
     if not args.assemble:
-        if not (folder / "costs.json").exists():
-            start = time.perf_counter()
-            write_json_atomic(folder / "costs.json", {"protocol_hash": protocol_hash(protocol), **cell_costs(protocol)})
-            print(f"params and FLOPs of 15,625 cells: {time.perf_counter() - start:.0f} s", flush=True)
         build(todo[:args.shards] if args.shards else todo, protocol, folder, args.workers, args.device)
+        if not (folder / "costs.json").exists():
+            costs(protocol, folder, args.workers)
     finished = len(list(folder.glob("shard-*.json")))
     if finished == len(ranges):
         path = DATA / TABLES[protocol["name"]][0]
@@ -59,6 +57,22 @@ def main() -> None:
         print(f"assembled {path} ({path.stat().st_size / 1e6:.2f} MB)")
     else:
         print(f"{finished} of {len(ranges)} shards finished; run again to continue")
+
+
+def costs(protocol, folder, workers) -> None:
+    """Params and FLOPs of all 15,625 cells, in chunks on the workers, into costs.json."""
+    from nasnb.evaluators import process_pool
+
+    start = time.perf_counter()
+    chunks = [range(k, min(k + 625, 15625)) for k in range(0, 15625, 625)]
+    with process_pool(workers, protocol["threads"]) as pool:
+        parts = list(pool.map(cell_costs, [protocol] * len(chunks), chunks))
+    merged = {"protocol_hash": protocol_hash(protocol), "params": [], "flops": []}
+    for part in parts:
+        merged["params"] += part["params"]
+        merged["flops"] += part["flops"]
+    write_json_atomic(folder / "costs.json", merged)
+    print(f"params and FLOPs of 15,625 cells: {time.perf_counter() - start:.0f} s", flush=True)
 
 
 def build(todo, protocol, folder, workers, device) -> None:

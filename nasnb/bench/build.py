@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -27,8 +28,8 @@ PROTOCOL = {
     "space": "nb201",
     "data": {"name": "digits", "seed": 0, "train_size": 500, "val_size": 397},  # test: digits' fixed 400
     "network": {"C": 8, "N": 1},  # NB201's macro skeleton, 3 stages of one cell at 8, 16, 32 channels
-    "epochs": 8,
-    "fit": {"batch_size": 64, "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4, "optimizer": "sgd",
+    "epochs": 10,
+    "fit": {"batch_size": 256, "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "optimizer": "sgd",
             "schedule": "cosine", "grad_clip": 5.0, "augment": False},
     "seeds": [0, 1, 2],
     "threads": 1,
@@ -68,6 +69,7 @@ def train_record(protocol: dict, index: int, seed: int, device: str = "cpu") -> 
     import torch
 
     torch.set_num_threads(protocol["threads"])
+    _warm_up(protocol, device)
     ev = evaluator(protocol, seed, device)
     m = ev(arch_at(index))
     val_size, test_size = len(ev.data.val[1]), len(ev.data.test[1])
@@ -76,18 +78,33 @@ def train_record(protocol: dict, index: int, seed: int, device: str = "cpu") -> 
             "test_correct": round(m["test_accuracy"] * test_size)}
 
 
-def cell_costs(protocol: dict) -> dict:
-    """Params and FLOPs of the protocol's network for every one of the 15,625 cells."""
+@functools.lru_cache(maxsize=None)
+def _warm_up_once(protocol_json: str, device: str) -> None:
+    """One untimed training per process first: a process's first training also pays one-off set-up
+    (oneDNN's kernel choice, allocator growth), 5-10x its time, which the table must not record."""
+    protocol = json.loads(protocol_json)
+    evaluator(protocol, 0, device)(("nor_conv_3x3",) * 6)
+
+
+def _warm_up(protocol: dict, device: str) -> None:
+    _warm_up_once(json.dumps(protocol, sort_keys=True), device)
+
+
+def cell_costs(protocol: dict, indices) -> dict:
+    """Params and FLOPs of the protocol's network for the cells at `indices` (enumerate positions)."""
+    import torch
+
     from nasnb.cost import count_flops, count_params
 
+    torch.set_num_threads(protocol["threads"])
     space, d = NB201Space(), protocol["data"]
     shape = (1, 8, 8) if d["name"] == "digits" else (3, 32, 32)
     params, flops = [], []
-    for arch in space.enumerate():
-        model = space.build(arch, **protocol["network"], num_classes=10, in_channels=shape[0])
+    for index in indices:
+        model = space.build(arch_at(index), **protocol["network"], num_classes=10, in_channels=shape[0])
         params.append(count_params(model))
         flops.append(count_flops(model, shape))
-    return {"params": params, "flops": flops}
+    return {"indices": list(indices), "params": params, "flops": flops}
 
 
 # ----------------------------------------------------------------------------- shards
@@ -146,11 +163,21 @@ def assemble(folder: Path, protocol: dict, machine: dict | None = None) -> Table
                  np.array(costs["flops"], dtype=np.int64))
 
 
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_facts(device: str = "cpu") -> dict:
     import torch
 
     facts = {"torch": torch.__version__, "python": platform.python_version(), "machine": platform.machine(),
-             "processor": platform.processor() or platform.machine(), "device": device}
+             "processor": _cpu_name(), "cores": os.cpu_count(), "device": device}
     if device.startswith("cuda") and torch.cuda.is_available():
         facts["gpu"] = torch.cuda.get_device_name(0)
     return facts

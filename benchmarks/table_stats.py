@@ -1,0 +1,94 @@
+"""The shipped table: its file size, load time, lookups per second and the protocol's statistics.
+
+    python benchmarks/table_stats.py                    # the shipped nb201-digits table
+    python benchmarks/table_stats.py --shards           # the finished shards of a build in progress
+
+Prints: file size; load time (median of 5 fresh processes, import excluded); `table.query`
+lookups per second; and the targets of the protocol: the all-`none` cell against chance, the best
+cells against the median, the Spearman rank correlation of the final validation accuracy between
+every pair of seeds over all cells (scipy.stats.spearmanr), and the build's total training time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def load_seconds() -> float:
+    code = ("import time, nasnb.bench as b; s = time.perf_counter(); b.load('nb201-digits'); "
+            "print(time.perf_counter() - s)")
+    runs = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                 cwd=ROOT).stdout) for _ in range(5)]
+    return statistics.median(runs)
+
+
+def from_shards(folder: pathlib.Path):
+    """(val accuracy per cell and seed, train seconds, arch indices) of the finished shards."""
+    from nasnb.bench.build import PROTOCOL, read_shard
+
+    rows = {}
+    for path in sorted(folder.glob("shard-*.json")):
+        for r in read_shard(path, PROTOCOL)["records"]:
+            rows.setdefault(r["index"], {})[r["seed"]] = r
+    seeds = PROTOCOL["seeds"]
+    cells = sorted(i for i, by_seed in rows.items() if len(by_seed) == len(seeds))
+    val = np.array([[rows[c][s]["val_correct"][-1] for s in seeds] for c in cells]) / PROTOCOL["data"]["val_size"]
+    seconds = np.array([[rows[c][s]["seconds"] for s in seeds] for c in cells])
+    return val, seconds, cells
+
+
+def report(val: np.ndarray, seconds: np.ndarray, cells: list[int], workers: int = 2) -> None:
+    from scipy.stats import spearmanr
+
+    from nasnb.bench import arch_index
+
+    mean = val.mean(axis=1)
+    none = arch_index(("none",) * 6)
+    print(f"cells {len(cells)} x seeds {val.shape[1]}")
+    if none in cells:
+        print(f"all-none cell: val accuracy {mean[cells.index(none)]:.3f} (chance 0.1)")
+    print(f"val accuracy (mean over seeds): min {mean.min():.3f}  median {np.median(mean):.3f}  "
+          f"p90 {np.quantile(mean, 0.9):.3f}  p99 {np.quantile(mean, 0.99):.3f}  max {mean.max():.3f}")
+    pairs = [(i, j) for i in range(val.shape[1]) for j in range(i + 1, val.shape[1])]
+    rhos = [spearmanr(val[:, i], val[:, j])[0] for i, j in pairs]
+    print("seed-to-seed Spearman over all cells: " + ", ".join(f"{i}-{j}: {r:.3f}" for (i, j), r in zip(pairs, rhos)))
+    print(f"training seconds: {seconds.sum():.0f} s in all, {seconds.mean():.2f} s a training; "
+          f"{seconds.sum() / workers / 3600:.2f} h on {workers} one-thread workers")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shards", nargs="?", const=str(ROOT / "benchmarks/tables/nb201-digits"), default=None)
+    args = parser.parse_args()
+    if args.shards:
+        report(*from_shards(pathlib.Path(args.shards)))
+        return
+    import nasnb.bench as bench
+
+    path = bench.DATA / bench.TABLES["nb201-digits"][0]
+    print(f"file {path.relative_to(ROOT)}: {path.stat().st_size / 1e6:.2f} MB; load {load_seconds() * 1000:.0f} ms "
+          "(median of 5 fresh processes)")
+    table = bench.load("nb201-digits")
+    rng = np.random.default_rng(0)
+    archs = [bench.arch_at(int(i)) for i in rng.integers(len(table.space), size=20000)]
+    start = time.perf_counter()
+    for a in archs:
+        table.query(a)
+    print(f"query: {len(archs) / (time.perf_counter() - start):,.0f} lookups/s")
+    val = table.val_correct[:, :, -1] / table.val_size
+    report(val, table.train_seconds, [bench.arch_index(c) for c in table.cells])
+    print("protocol:", json.dumps({k: table.meta[k] for k in ("data", "network", "epochs", "fit", "seeds", "threads")}))
+
+
+if __name__ == "__main__":
+    main()
