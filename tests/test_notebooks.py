@@ -2,8 +2,9 @@
 
 The headless run also answers the notebook's checked exercises with the model answers below (the
 `answer_k = ...` lines are replaced before the run), and every check must then say "correct": the
-checks accept the right answers. The browser test (tests/browser) runs the notebooks as committed,
-where each check says the exercise is still open.
+checks accept the right answers. For the exercises in WRONG_ANSWERS a copy of the check cell runs
+first with a wrong answer, which must get the hint: the checks also refuse. The browser test
+(tests/browser) runs the notebooks as committed, where each check says the exercise is still open.
 """
 import re
 from pathlib import Path
@@ -17,8 +18,43 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 # Model answers of the checked exercises, worked out by hand from the notebooks' questions.
 MODEL_ANSWERS = {
+    # 01-03: by hand where the question allows; where an answer is a measurement, by another route
+    # than the check's (the strategy's own population list, a training by hand, canonical vs trained_arch).
+    "01_search_spaces.ipynb": {
+        1: '("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|", 3 ** 6)',
+        2: '(3 ** 6, *(len({space.canonical(c, rule) for c in space.enumerate() if not any("conv" in op for op in c)})'
+           ' for rule in ("nb201", "algebra")))',
+        3: '{"a", "c"}',
+        4: "(2 * (4 * 36 * 2 * 36 + 2 * 2 * 36), 0)",
+        5: '"|nor_conv_3x3~0|+|none~0|nor_conv_3x3~1|+|skip_connect~0|none~1|skip_connect~2|"',
+    },
+    "02_evolution.ipynb": {
+        1: "tuple(1 - (1 - 1 / 10) ** s for s in (1, 3, 30))",
+        2: "lambda t: t - 1 - POPULATION",
+        3: 'tuple(float(np.mean([run.history[k].metrics["val_accuracy"] - run.history[k].metrics["true_score"]'
+           " for k in run.population])) for run in (noisy_runs[True], noisy_runs[False]))",
+        # retrained by hand: the class representative, seeded weights, fit with the evaluator's settings
+        4: '(lambda cell: nasnb.train.fit((torch.manual_seed(SEED + 1), space.build(cell, C=8, N=1, num_classes=10,'
+           ' in_channels=1))[1], data, EPOCHS, seed=SEED + 1, progress=False)[-1]["val_accuracy"])'
+           '(space.parse(search.best().metrics["trained_arch"])) - search.best().value("val_accuracy")',
+        5: "lambda k: k - 1 - k % 2",
+        6: "len(search.history) - len({space.canonical(space.parse(t.arch)) for t in search.history})",
+    },
+    "03_reinforce.ipynb": {
+        1: "(math.exp(2.5) / (math.exp(2.5) + 4 * math.exp(-2.5)), (math.exp(2.5) / (math.exp(2.5) + 4 * math.exp(-2.5))) ** 6)",
+        2: "(23, 23 // 5)",
+        3: "(0.95 ** 3 - 0.90 ** 3) / (0.95 - 0.90)",
+        4: "(6 * 5, 64 + 4 * 64 * (64 + 64) + 2 * 4 * 64 + 5 * 5 * 64 + 6 * (64 * 5 + 5))",
+        5: "0.0",
+    },
     "04_darts.ipynb": {1: "2 * 14 * 8", 2: "4 / 8", 3: "4", 4: "10 - 9.9 * 100 / 199", 5: "(3, 17)"},
     "05_enas.ipynb": {1: "5 ** 6", 2: "(6 * 4, 6)", 3: "0.99 * 0.8 + 0.01 * 0.9", 4: "(5 - 1) / 6"},
+}
+# Wrong answers (cheap checks only: the check cell runs twice), each of which must get the hint.
+WRONG_ANSWERS = {
+    "01_search_spaces.ipynb": {3: '{"a", "b"}'},
+    "02_evolution.ipynb": {2: "lambda t: t - POPULATION"},
+    "03_reinforce.ipynb": {3: "3.0"},
 }
 ANSWER_LINE = re.compile(r"^answer_(\d+) = \.\.\.$", re.MULTILINE)
 
@@ -34,6 +70,22 @@ def answer_exercises(nb, answers: dict) -> int:
                 return f"answer_{match.group(1)} = {answers[int(match.group(1))]}"
             cell.source = ANSWER_LINE.sub(answer, cell.source)
     return replaced
+
+
+def add_wrong_answer_cells(nb, wrong: dict) -> int:
+    """Before each check cell of an exercise k in `wrong`, insert a copy answering wrong[k]; returns how many."""
+    cells = []
+    for cell in nb.cells:
+        match = ANSWER_LINE.search(cell.source) if cell.cell_type == "code" else None
+        if match and int(match.group(1)) in wrong:
+            copy = nbformat.v4.new_code_cell(ANSWER_LINE.sub(f"answer_{match.group(1)} = {wrong[int(match.group(1))]}",
+                                                             cell.source))
+            copy.id = f"{cell.get('id', 'cell')}-wrong"
+            cells.append(copy)
+        cells.append(cell)
+    added = len(cells) - len(nb.cells)
+    nb.cells = cells
+    return added
 
 
 def test_there_are_notebooks():
@@ -52,7 +104,8 @@ def test_notebook_runs_headless_with_quick_budget(path, tmp_path, monkeypatch):
     monkeypatch.setenv("NASNB_QUICK", "1")
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     nb = nbformat.read(path, as_version=4)
-    answers = MODEL_ANSWERS.get(path.name, {})
+    answers, wrong = MODEL_ANSWERS.get(path.name, {}), WRONG_ANSWERS.get(path.name, {})
+    assert add_wrong_answer_cells(nb, wrong) == len(wrong), f"{path.name}: not every exercise of WRONG_ANSWERS was found"
     assert answer_exercises(nb, answers) == len(answers), f"{path.name}: not every checked exercise was found"
     client = NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError, with the cell and traceback, on any error
@@ -61,6 +114,9 @@ def test_notebook_runs_headless_with_quick_budget(path, tmp_path, monkeypatch):
     text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     for k in answers:
         assert f"exercise {k}: correct." in text, f"{path.name}: exercise {k}'s check refused the model answer"
+    for k in wrong:
+        assert re.search(rf"exercise {k}: not quite \(.*\)\. Hint: \S", text), \
+            f"{path.name}: exercise {k}'s check did not refuse the wrong answer {wrong[k]} with a hint"
     # Something was shown: at least one image (a drawing or a plot) and one widget.
     kinds = {key for c in nb.cells if c.cell_type == "code" for o in c.outputs for key in o.get("data", {})}
     assert kinds & {"image/svg+xml", "image/png"}, f"{path.name} displayed no picture"
