@@ -77,6 +77,8 @@ def test_live_population_shows_the_last_population_size_complete_trials_alive(ru
         assert points(live.artists["alive"]) == alive
         assert len(points(live.artists["removed"])) == len(complete) - 10
         last = history[upto - 1]
+        if last.state == "complete" and len(complete) > 10:  # the status says who died: the oldest alive before
+            assert f"this step removed trial {complete[-11].number} (the oldest)" in live.caption(live.data(history, upto))
         if last.state == "complete" and last.info.get("kind") == "mutation":
             parent = last.info["parent"]
             assert points(live.artists["parents"]) == [(parent, history[parent].metrics["val_accuracy"])]

@@ -262,8 +262,11 @@ class LivePopulation(LiveProgress):
         rule = "aging" if data["aging"] else "non-aging"
         alive = sum(data["alive"])
         failed = f", {len(data['failed'])} failed" if data["failed"] else ""
+        last = data.get("last") or {}
+        died = "" if last.get("removed") is None else \
+            f"; this step removed trial {last['removed']} ({'the oldest' if data['aging'] else 'the worst'})"
         return (f"{len(data['number'])} trials{failed}, population {data['population_size']} ({rule}): "
-                f"{alive} alive, {len(data['number']) - alive - len(data['failed'])} removed")
+                f"{alive} alive, {len(data['number']) - alive - len(data['failed'])} removed{died}")
 
     def build(self, figure, data: dict) -> list:
         if not data["has_population"]:
