@@ -169,12 +169,15 @@ def tree_copy(value):
     writes one record per trial."""
     kind = type(value)
     if kind is dict:
-        return {k: tree_copy(v) for k, v in value.items()}
+        return {k: v if type(v) in _LEAVES else tree_copy(v) for k, v in value.items()}
     if kind is list:
-        return [tree_copy(v) for v in value]
-    if kind in (str, int, float, bool, type(None)):
+        return [v if type(v) in _LEAVES else tree_copy(v) for v in value]
+    if kind in _LEAVES:
         return value
     return copy.deepcopy(value)
+
+
+_LEAVES = frozenset((str, int, float, bool, type(None)))
 
 
 Record = Union[Trial, Step]
