@@ -306,3 +306,24 @@ def test_a_darts_dashboard_shows_the_alphas_and_the_progress(data):
     dash.step()
     assert len(search.history) == 1
     dash.close()
+
+
+def test_shared_accuracy_is_the_relaxation_with_one_hot_weights_and_changes_nothing(data):
+    """The one-shot accuracy of a cell (only its ops run) equals the relaxation's accuracy with α's
+    softmax replaced by the cell's one-hot weights: the zero weights silence every other op."""
+    search = make(data)
+    search.run(3, progress=False)
+    before = {k: v.clone() for k, v in search.net.state_dict().items()}
+    x, y = search.data.split("val")
+    for arch in (SPACE.sample(0), SPACE.sample(1), ("nor_conv_3x3",) * 6):
+        onehot = torch.zeros(6, len(SPACE.OPS))
+        onehot[torch.arange(6), [SPACE.OPS.index(op) for op in arch]] = 1.0
+        chunks = max(1, round(len(y) / search.batch_size))
+        correct = 0.0
+        with torch.no_grad():
+            for xs, ys in zip(torch.tensor_split(x, chunks), torch.tensor_split(y, chunks)):
+                correct += float((search.net(xs, weights={"cell": onehot}).argmax(1) == ys).sum())
+        search.net.load_state_dict(before)  # the manual pass updated BatchNorm's statistics
+        assert search.shared_accuracy(SPACE.format(arch)) == pytest.approx(correct / len(y))
+        after = search.net.state_dict()
+        assert all(torch.equal(before[k], after[k]) for k in before)  # scoring leaves the search as it was

@@ -31,7 +31,6 @@ random state of the search, so a score taken in the middle of a run leaves that 
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -165,23 +164,6 @@ class ENAS(OneShotSearch):
         self.w_optimizer.step()
         return float(loss.detach()), float((logits.argmax(1) == y).float().mean())
 
-    @contextlib.contextmanager
-    def _scoring(self):
-        """No gradients, and BatchNorm's running statistics put back afterwards: scoring leaves the
-        search exactly as it was."""
-        buffers = {name: b.clone() for name, b in self.net.named_buffers()}
-        try:
-            with torch.no_grad():
-                yield
-        finally:
-            with torch.no_grad():
-                for name, b in self.net.named_buffers():
-                    b.copy_(buffers[name])
-
-    def _accuracy(self, arch, x, y) -> float:
-        with self._scoring():
-            return float((self.net(x, arch=arch).argmax(1) == y).float().mean())
-
     def _reward(self, arch) -> float:
         """R(m, ω): the accuracy of `arch` on the shared weights, on the next validation batch."""
         return self._accuracy(arch, *self._next_batch("val"))
@@ -260,20 +242,6 @@ class ENAS(OneShotSearch):
         the options before it. (The paper's final choice is `final_architectures`.)"""
         with torch.no_grad(), one_thread():
             return self.arch_of(self.controller.greedy().actions)
-
-    def shared_accuracy(self, arch, split: str = "val") -> float:
-        """The accuracy of `arch` (an architecture of the space, or its string) on the shared
-        weights over the whole `split`, in batches of about batch_size images (BatchNorm on batch
-        statistics, as in the reward). Changes nothing in the search."""
-        if split not in ("train", "val", "test"):
-            raise InvalidValueError(f"split={split!r}; choose 'train', 'val' or 'test', e.g. split='val'")
-        arch = self.space.parse(arch) if isinstance(arch, str) else arch
-        x, y = self.data.split(split)
-        chunks = max(1, round(len(y) / self.batch_size))  # near-equal chunks: no tiny last batch
-        correct = 0.0
-        for xs, ys in zip(torch.tensor_split(x, chunks), torch.tensor_split(y, chunks)):
-            correct += self._accuracy(arch, xs, ys) * len(ys)
-        return correct / len(y)
 
     def final_architectures(self, n_samples: int = 20, top: int = 5, seed: int = 0) -> list[tuple]:
         """The paper's derivation (Sec. 2.2), then a re-ranking: sample `n_samples` architectures

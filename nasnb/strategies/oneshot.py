@@ -175,3 +175,37 @@ class OneShotSearch(Search):
         """The streams back from `_streams_state()`'s output (read from a checkpoint)."""
         self.streams = {split: {"order": s["order"].clone().cpu(), "position": int(s["position"])}
                         for split, s in streams.items()}
+
+    # ---------------------------------------------------------------- scoring on the shared weights
+
+    @contextlib.contextmanager
+    def _scoring(self):
+        """No gradients, and BatchNorm's running statistics put back afterwards: scoring leaves the
+        search exactly as it was."""
+        buffers = {name: b.clone() for name, b in self.net.named_buffers()}
+        try:
+            with torch.no_grad():
+                yield
+        finally:
+            with torch.no_grad():
+                for name, b in self.net.named_buffers():
+                    b.copy_(buffers[name])
+
+    def _accuracy(self, arch, x, y) -> float:
+        with self._scoring():
+            return float((self.net(x, arch=arch).argmax(1) == y).float().mean())
+
+    def shared_accuracy(self, arch, split: str = "val") -> float:
+        """The accuracy of `arch` (an architecture of the space, or its string) on the supernet's
+        shared weights, only its ops run (the "one-shot accuracy" by which weight sharing ranks
+        cells; ENAS' reward), over the whole `split` in batches of about batch_size images
+        (BatchNorm on batch statistics). Changes nothing in the search."""
+        if split not in ("train", "val", "test"):
+            raise InvalidValueError(f"split={split!r}; choose 'train', 'val' or 'test', e.g. split='val'")
+        arch = self.space.parse(arch) if isinstance(arch, str) else arch
+        x, y = self.data.split(split)
+        chunks = max(1, round(len(y) / self.batch_size))  # near-equal chunks: no tiny last batch
+        correct = 0.0
+        for xs, ys in zip(torch.tensor_split(x, chunks), torch.tensor_split(y, chunks)):
+            correct += self._accuracy(arch, xs, ys) * len(ys)
+        return correct / len(y)
