@@ -38,6 +38,8 @@ def _bound(minimum, maximum, exclusive_minimum=False) -> str:
 def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None,
               example: int | None = None) -> int:
     """`value` as an int in [minimum, maximum]; a float, a bool or a string is an error."""
+    if type(value) is int and (minimum is None or value >= minimum) and (maximum is None or value <= maximum):
+        return value  # the common case, without building the message below
     example = example if example is not None else (minimum if minimum is not None else 0)
     wanted = f"{name} must be an int{_bound(minimum, maximum)}"
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
@@ -51,6 +53,9 @@ def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int
 def check_float(name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
                 exclusive_minimum: bool = False, example: float | None = None) -> float:
     """`value` as a finite float in the range (ints are fine; bools, NaN and infinities are not)."""
+    if (type(value) is float and math.isfinite(value) and (maximum is None or value <= maximum)
+            and (minimum is None or (value > minimum if exclusive_minimum else value >= minimum))):
+        return value  # the common case, without building the message below
     if example is None:
         example = 0.1 if minimum is None or exclusive_minimum and minimum == 0 else minimum
     wanted = f"{name} must be a finite number{_bound(minimum, maximum, exclusive_minimum)}"

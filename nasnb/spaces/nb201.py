@@ -33,6 +33,7 @@ OPS = NB201_OP_NAMES  # none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool
 EDGE_NAMES = tuple(f"{i}<-{j}" for j, i in EDGES)  # "1<-0": the edge into node 1 from node 0
 SHAPE = "'|op~0|+|op~0|op~1|+|op~0|op~1|op~2|'"  # shown in every parse error
 NODES = (("in", "input"), ("1", "intermediate"), ("2", "intermediate"), ("out", "output"))  # label, role
+_OP_SET = frozenset(OPS)
 RULES = ("nb201", "algebra")  # the two equivalences canonical() knows; see its docstring
 
 
@@ -52,6 +53,57 @@ def _index(text: str) -> int | None:
         return None
     digits = text.lstrip("0") or "0"
     return int(digits) if len(digits) < 4 else 1000  # any index >= 1000 is as out of range as 1000
+
+
+@functools.lru_cache(maxsize=2**14)  # a search parses the same few strings again and again; errors are not cached
+def _parse(text: str) -> Arch:
+    """NB201Space.parse of a str."""
+    nodes = text.strip().split("+")
+    if len(nodes) != 3:
+        raise InvalidValueError(
+            f"arch string has {len(nodes)} nodes ('+'-separated); NB201 cells have 3: {SHAPE}")
+    for i, group in enumerate(nodes, start=1):
+        if len(group) < 2 or group[0] != "|" or group[-1] != "|":
+            raise InvalidValueError(f"node {i} is {short(group)}; write each node as |op~j|...|, as in {SHAPE}")
+    groups = [group[1:-1].split("|") for group in nodes]  # node i's tokens 'op~j'
+    num_edges = sum(len(tokens) for tokens in groups)
+    if num_edges != len(EDGES):
+        raise InvalidValueError(f"arch string has {num_edges} edges; NB201 cells have 6: {SHAPE}")
+    arch = []
+    for i, tokens in enumerate(groups, start=1):
+        if len(tokens) != i:
+            raise InvalidValueError(
+                f"node {i} has {len(tokens)} inputs; it takes {i}, from nodes 0..{i - 1}: {SHAPE}"
+            )
+        for expected, token in enumerate(tokens):
+            op, sep, index_text = token.partition("~")
+            index = _index(index_text)
+            if not op or not sep or index is None:
+                raise InvalidValueError(
+                    f"bad token {short(token)} in node {i}; expected 'op~index' with an index in "
+                    f"ASCII digits, like 'nor_conv_3x3~0'"
+                )
+            if index >= i:
+                raise InvalidValueError(
+                    f"node {i} reads node {short(index_text)}, out of range: it reads nodes 0..{i - 1}")
+            if index != expected:
+                raise InvalidValueError(
+                    f"node {i} lists input {index} in slot {expected}; list inputs in order: {SHAPE}"
+                )
+            if op not in OPS:
+                raise UnknownOpError(f"unknown op {short(op)} in node {i}; choose from {list(OPS)}")
+            arch.append(op)
+    return tuple(arch)
+
+
+@functools.lru_cache(maxsize=None)  # 15,625 cells at most
+def _format(arch: Arch) -> str:
+    """NB201Space.format of a valid arch."""
+    nodes = []
+    for i in (1, 2, 3):
+        tokens = [f"{op}~{j}" for (j, to), op in zip(EDGES, arch) if to == i]
+        nodes.append("|" + "|".join(tokens) + "|")
+    return "+".join(nodes)
 
 
 @functools.lru_cache(maxsize=None)
@@ -121,6 +173,8 @@ class NB201Space(SpaceValue):
 
     def validate(self, arch: Sequence[str]) -> Arch:
         """`arch` as a tuple of 6 known op names, or an error that says what is wrong."""
+        if type(arch) is tuple and len(arch) == len(EDGES) and all(type(op) is str and op in _OP_SET for op in arch):
+            return arch  # already what the checks below return: the common case, at every trial of a search
         if isinstance(arch, str):
             raise InvalidValueError(f"got a string {short(arch)}; read arch strings with space.parse(text)")
         if not isinstance(arch, (Sequence, np.ndarray)):
@@ -138,12 +192,7 @@ class NB201Space(SpaceValue):
 
     def format(self, arch: Arch) -> str:
         """The community string, e.g. '|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|...|'."""
-        arch = self.validate(arch)
-        nodes = []
-        for i in (1, 2, 3):
-            tokens = [f"{op}~{j}" for (j, to), op in zip(EDGES, arch) if to == i]
-            nodes.append("|" + "|".join(tokens) + "|")
-        return "+".join(nodes)
+        return _format(self.validate(arch))
 
     def parse(self, text: str) -> Arch:
         """The inverse of format(); malformed strings raise a ValueError (a NasnbError) naming the problem.
@@ -154,42 +203,8 @@ class NB201Space(SpaceValue):
         if not isinstance(text, str):
             raise InvalidTypeError(f"parse expects an arch string like {SHAPE}, not {short(text)} "
                                    f"({type(text).__name__}); format an arch tuple with space.format(arch)")
-        nodes = text.strip().split("+")
-        if len(nodes) != 3:
-            raise InvalidValueError(
-                f"arch string has {len(nodes)} nodes ('+'-separated); NB201 cells have 3: {SHAPE}")
-        for i, group in enumerate(nodes, start=1):
-            if len(group) < 2 or group[0] != "|" or group[-1] != "|":
-                raise InvalidValueError(f"node {i} is {short(group)}; write each node as |op~j|...|, as in {SHAPE}")
-        groups = [group[1:-1].split("|") for group in nodes]  # node i's tokens 'op~j'
-        num_edges = sum(len(tokens) for tokens in groups)
-        if num_edges != len(EDGES):
-            raise InvalidValueError(f"arch string has {num_edges} edges; NB201 cells have 6: {SHAPE}")
-        arch = []
-        for i, tokens in enumerate(groups, start=1):
-            if len(tokens) != i:
-                raise InvalidValueError(
-                    f"node {i} has {len(tokens)} inputs; it takes {i}, from nodes 0..{i - 1}: {SHAPE}"
-                )
-            for expected, token in enumerate(tokens):
-                op, sep, index_text = token.partition("~")
-                index = _index(index_text)
-                if not op or not sep or index is None:
-                    raise InvalidValueError(
-                        f"bad token {short(token)} in node {i}; expected 'op~index' with an index in "
-                        f"ASCII digits, like 'nor_conv_3x3~0'"
-                    )
-                if index >= i:
-                    raise InvalidValueError(
-                        f"node {i} reads node {short(index_text)}, out of range: it reads nodes 0..{i - 1}")
-                if index != expected:
-                    raise InvalidValueError(
-                        f"node {i} lists input {index} in slot {expected}; list inputs in order: {SHAPE}"
-                    )
-                if op not in OPS:
-                    raise UnknownOpError(f"unknown op {short(op)} in node {i}; choose from {list(OPS)}")
-                arch.append(op)
-        return tuple(arch)
+        text = str(text)
+        return _parse(text) if len(text) <= 300 else _parse.__wrapped__(text)  # long (padded) strings: not kept
 
     # ------------------------------------------------------------------ equivalence
 
@@ -242,7 +257,7 @@ class NB201Space(SpaceValue):
     def sample(self, rng: np.random.Generator | int | None = None) -> Arch:
         """A uniformly random arch."""
         picks = as_rng(rng).integers(len(OPS), size=len(EDGES))
-        return tuple(OPS[k] for k in picks)
+        return tuple([OPS[k] for k in picks.tolist()])  # plain ints index faster than numpy's
 
     def mutate(self, arch: Arch, rng: np.random.Generator | int | None = None) -> Arch:
         """A copy of `arch` with one random edge changed to a different op (Hamming distance 1)."""
