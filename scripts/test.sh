@@ -32,4 +32,8 @@ fi
 echo "== installing nasnb[test] into $("$PY" -c 'import sys; print(sys.prefix)')"
 "$PY" -m pip install -q --disable-pip-version-check -e ".[test]"
 echo "== running the tests"
-exec "$PY" -m pytest "$@"
+# Two or more worker processes (pytest-xdist), one test file each at a time (--dist loadfile: a
+# file's module fixtures, the browser tests' JupyterLab among them, start once). On CI's 2 cores this
+# took the suite from 893 s to 496 s (benchmarks/README.md, "The test suite's time"). Extra
+# arguments come after and win: `bash scripts/test.sh -n 0` runs the tests one by one.
+exec "$PY" -m pytest -n auto --dist loadfile "$@"
