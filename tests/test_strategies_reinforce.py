@@ -2,9 +2,11 @@
 gradient, the baseline rule, sampling frequencies; then learning on a toy space and validity on
 the NB201 and DARTS spaces."""
 import copy
+import io
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,6 +15,8 @@ from nasnb.spaces.base import Choice
 from nasnb.spaces.toy import ToySpace
 from nasnb.strategies import Controller, Reinforce
 from nasnb.strategies.base import Strategy
+from nasnb.strategies.fast_controller import Adam, FastController
+from nasnb.strategies.reinforce import reinforce_loss
 
 CHOICES = [Choice("a", "xyz"), Choice("b", ("only",)), Choice("c", "pqrst"), Choice("d", "uv")]  # 3, 1, 5, 2 options
 
@@ -275,3 +279,232 @@ def test_bad_arguments_say_what_to_do():
     with pytest.raises(ValueError, match="temperature"):
         Controller(space.choices, temperature=0)
     assert isinstance(Reinforce(space, space.evaluate), Strategy) and Reinforce.panels == ("cell", "policy")
+
+
+# ---------------------------------------------------------------- the numpy controller (fast_controller.py)
+# Each check runs the numpy arithmetic against an independent implementation: `Controller` (torch
+# modules, F.log_softmax), torch autograd for the gradient, torch.optim.Adam for the update.
+
+SPACES_OF_CHOICES = {
+    "3-1-5-2 options": CHOICES,
+    "one decision": [Choice("a", "vwxyz")],
+    "nb201": NB201Space().choices,
+}
+
+
+def sharpened(controller: Controller) -> Controller:
+    """Weights x10: ENAS's ±0.1 init gives near-uniform policies, which would hide errors."""
+    with torch.no_grad():
+        for p in controller.parameters():
+            p.mul_(10)
+    return controller
+
+
+def some_actions(controller: Controller, count: int, seed: int = 0) -> list:
+    generator = torch.Generator().manual_seed(seed)
+    return [[int(torch.randint(n, (1,), generator=generator)) for n in controller.num_options] for _ in range(count)]
+
+
+@pytest.mark.parametrize("tanh_constant", [2.5, None])
+@pytest.mark.parametrize("space", sorted(SPACES_OF_CHOICES))
+def test_the_numpy_forward_equals_the_controllers(space, tanh_constant):
+    reference = sharpened(Controller(SPACES_OF_CHOICES[space], hidden_size=8, tanh_constant=tanh_constant, seed=1))
+    for dtype, tolerance in ((torch.float64, 1e-10), (torch.float32, 2e-5)):
+        reference = reference.to(dtype)
+        fast = FastController(copy.deepcopy(reference))
+        for actions in some_actions(reference, 4):
+            with torch.no_grad():
+                expected = reference(actions)
+            run = fast.forward(actions)
+            assert run.actions == actions
+            assert run.log_prob == pytest.approx(float(expected.log_prob), abs=tolerance)
+            assert run.entropy == pytest.approx(float(expected.entropy), abs=tolerance)
+            for p, q in zip(run.probs, expected.probs):
+                assert p.dtype == np.dtype(str(dtype).removeprefix("torch."))
+                np.testing.assert_allclose(p, q.numpy(), rtol=0, atol=tolerance)
+
+
+@pytest.mark.parametrize("space", sorted(SPACES_OF_CHOICES))
+def test_numpy_sampling_draws_what_controller_sample_draws(space):
+    # torch.multinomial(p, 1) is argmax p / E with E ~ Exp(1) from the generator: the same draws
+    reference = sharpened(Controller(SPACES_OF_CHOICES[space], hidden_size=8, seed=2))
+    fast = FastController(copy.deepcopy(reference))
+    mine, theirs = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        expected = [reference.sample(theirs).actions for _ in range(200)]
+    assert [fast.sample(mine).actions for _ in range(200)] == expected
+    assert torch.equal(mine.get_state(), theirs.get_state())  # the generator moved exactly as far
+    assert len({tuple(a) for a in expected}) > 1 or max(reference.num_options) == 1
+
+
+@pytest.mark.parametrize("tanh_constant", [2.5, None])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_the_hand_gradient_equals_autograd(batch, tanh_constant):
+    reference = sharpened(Controller(CHOICES, hidden_size=8, tanh_constant=tanh_constant, seed=3)).double()
+    fast = FastController(copy.deepcopy(reference))
+    actions, advantages, beta = some_actions(reference, batch, seed=batch), [0.7, -1.3, 0.4][:batch], 0.2
+    replays = [reference(a) for a in actions]
+    loss = reinforce_loss(torch.stack([r.log_prob for r in replays]), torch.stack([r.entropy for r in replays]),
+                          torch.tensor(advantages, dtype=torch.float64), beta)
+    expected = torch.autograd.grad(loss, list(reference.parameters()))
+    assert fast.backward([fast.forward(a) for a in actions], advantages, beta) == pytest.approx(loss.item(), rel=1e-12)
+    for (name, _), p, g in zip(reference.named_parameters(), fast.controller.parameters(), expected):
+        scale = float(g.abs().max()) or 1.0
+        assert float((p.grad - g).abs().max()) <= 1e-8 * scale, name
+    # the head of the one-option decision gets no gradient at all: log p = 0 whatever its weights
+    assert not fast.controller.heads[1].weight.grad.any() and not fast.controller.heads[1].bias.grad.any()
+
+
+def test_the_hand_adam_equals_torch_adam():
+    reference = Controller(CHOICES, hidden_size=8, seed=4).double()
+    mine = copy.deepcopy(reference)
+    fast = FastController(mine)
+    adam, torch_adam = Adam(fast, lr=0.05), torch.optim.Adam(reference.parameters(), lr=0.05)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(6):
+        grads = [torch.randn(p.shape, generator=generator, dtype=torch.float64) * 10 ** float(torch.randn(1, generator=generator))
+                 for p in reference.parameters()]
+        for p, g in zip(reference.parameters(), grads):
+            p.grad = g
+        torch_adam.step()
+        for name, p, offset in fast.named_pieces():
+            fast.flat_grad[offset:offset + p.numel()] = dict(zip([n for n, _ in reference.named_parameters()], grads))[name].reshape(-1).numpy()
+        adam.step(fast.flat_grad)
+    for p, q in zip(reference.parameters(), mine.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-12, atol=1e-14)
+        theirs, ours = torch_adam.state[p], adam.state[q]
+        assert int(ours["step"]) == int(theirs["step"]) == 6
+        torch.testing.assert_close(ours["exp_avg_sq"], theirs["exp_avg_sq"], rtol=1e-12, atol=0)
+
+
+def reference_loop(search: Reinforce, trials, dtype=torch.float32) -> Controller:
+    """What the strategy should have done, in torch: Controller + autograd + torch.optim.Adam on the
+    actions it sampled, the baseline replayed by hand."""
+    controller = Controller(search.choices, search.hidden_size, temperature=search.controller.temperature,
+                            tanh_constant=search.controller.tanh_constant, seed=search.seed).to(dtype)
+    optimizer = torch.optim.Adam(controller.parameters(), lr=search.lr)
+    batch, b = [], None
+    for trial in trials:
+        reward = trial.value("val_accuracy")
+        b = reward if b is None else b
+        batch.append((trial.info["actions"], reward - b))
+        b = search.baseline_decay * b + (1 - search.baseline_decay) * reward
+        if len(batch) == search.batch_size:
+            replays = [controller(a) for a, _ in batch]
+            loss = reinforce_loss(torch.stack([r.log_prob for r in replays]), torch.stack([r.entropy for r in replays]),
+                                  torch.tensor([adv for _, adv in batch], dtype=dtype), search.entropy_weight)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            batch = []
+    return controller
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_a_whole_search_ends_with_the_theta_of_the_torch_reference_loop(batch_size, dtype):
+    space = ToySpace(length=4, options=3)
+    search = Reinforce(space, space.evaluate, entropy_weight=0.03, batch_size=batch_size, seed=6)
+    search.controller.to(dtype)
+    search.run(30, progress=False)
+    reference = reference_loop(search, search.history, dtype)
+    initial = Controller(search.choices, seed=6).to(dtype)
+    moved = max(float((p - q).detach().abs().max()) for p, q in zip(reference.parameters(), initial.parameters()))
+    assert moved > 0.05  # θ went somewhere: 30 // batch_size Adam steps of lr 0.01
+    # float64: the two agree to rounding. float32: Adam divides by √v, so a weight whose gradient is
+    # all rounding noise (~1e-9) still moves by up to lr per step, in either direction: a tenth of a
+    # step is allowed there.
+    tolerance = dict(rtol=1e-7, atol=1e-9) if dtype == torch.float64 else dict(rtol=0, atol=search.lr / 10)
+    for p, q in zip(search.controller.parameters(), reference.parameters()):
+        assert p.dtype == dtype
+        torch.testing.assert_close(p, q, **tolerance)
+    with torch.no_grad():
+        assert search.controller.greedy().actions == reference.greedy().actions
+
+
+def torch_era_state(search: Reinforce, trials: int):
+    """search.state_dict() as nasnb wrote it before the numpy controller: torch.optim.Adam's
+    state_dict under "optimizer", after the reference loop's steps; through torch.save and
+    torch.load(weights_only=True) like a checkpoint."""
+    search.run(trials, progress=False)
+    reference = reference_loop(search, search.history)
+    optimizer = torch.optim.Adam(reference.parameters(), lr=search.lr)
+    optimizer.load_state_dict(reference_optimizer_state(search, search.history))
+    state = search.state_dict()
+    extra = state["extra"]
+    del extra["adam"]
+    extra.update(controller=reference.state_dict(), optimizer=optimizer.state_dict(), buffer=[])
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True), reference, optimizer
+
+
+def reference_optimizer_state(search, trials) -> dict:
+    """The torch.optim.Adam state_dict the reference loop ends with (the loop again, keeping the optimizer)."""
+    controller = Controller(search.choices, search.hidden_size, seed=search.seed)
+    optimizer = torch.optim.Adam(controller.parameters(), lr=search.lr)
+    b = None
+    for trial in trials:
+        reward = trial.value("val_accuracy")
+        b = reward if b is None else b
+        replay = controller(trial.info["actions"])
+        loss = reinforce_loss(replay.log_prob[None], replay.entropy[None], torch.tensor([reward - b]), search.entropy_weight)
+        b = search.baseline_decay * b + (1 - search.baseline_decay) * reward
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return optimizer.state_dict()
+
+
+def test_a_checkpoint_of_torch_adam_loads_and_continues_as_torch_adam_would():
+    space = ToySpace(length=3, options=3)
+    make = lambda: Reinforce(space, space.evaluate, hidden_size=6, entropy_weight=0.1, seed=1)
+    state, reference, optimizer = torch_era_state(make(), 5)
+    search = make()
+    search.load_state_dict(state)
+    assert search.optimizer.steps == 5
+    for p, q in zip(search.controller.parameters(), reference.parameters()):
+        assert torch.equal(p, q)
+    actions, advantage = [2, 0, 1], 0.4  # one more update, in both
+    search._buffer = [(actions, advantage)]
+    search.update()
+    replay = reference(actions)
+    loss = reinforce_loss(replay.log_prob[None], replay.entropy[None], torch.tensor([advantage]), 0.1)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    for p, q in zip(search.controller.parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+
+
+def test_a_torch_adam_checkpoint_that_cannot_be_converted_is_refused_with_the_reason():
+    space = ToySpace(length=3, options=3)
+    make = lambda: Reinforce(space, space.evaluate, hidden_size=6, seed=1)
+    state, _, _ = torch_era_state(make(), 3)
+    state["extra"]["optimizer"]["state"][0]["step"] = torch.tensor(2.0)  # one weight a step behind
+    search = make()
+    before = copy.deepcopy(search.controller.state_dict())
+    with pytest.raises(ValueError, match="different numbers of steps"):
+        search.load_state_dict(state)
+    assert all(torch.equal(before[k], v) for k, v in search.controller.state_dict().items())  # left as it was
+    assert search.optimizer.steps == 0
+
+
+def test_the_numpy_path_follows_a_controller_moved_to_float64():
+    space = ToySpace(length=3, options=3)
+    search = Reinforce(space, space.evaluate, hidden_size=6, entropy_weight=0.1, seed=2)
+    search.run(3, progress=False)
+    search.controller.double()  # new parameter tensors: the numpy views must follow them
+    before = copy.deepcopy(search.controller)
+    proposal = search.ask()
+    with torch.no_grad():
+        assert proposal.info["log_prob"] == pytest.approx(float(before(proposal.info["actions"]).log_prob), abs=1e-12)
+    b = search.baseline
+    reward = space.evaluate(proposal.arch)["val_accuracy"]
+    search.tell(proposal, {"val_accuracy": reward})
+    replay = before(proposal.info["actions"])
+    expected = torch.autograd.grad(-(reward - b) * replay.log_prob - 0.1 * replay.entropy, list(before.parameters()))
+    for p, g in zip(search.controller.parameters(), expected):
+        assert p.dtype == torch.float64
+        torch.testing.assert_close(p.grad, g, rtol=1e-9, atol=1e-12)

@@ -34,7 +34,6 @@ becomes impossible too early. Zoph & Le's controller had two LSTM layers of 35 u
 from __future__ import annotations
 
 import contextlib
-import copy
 from typing import NamedTuple, Sequence
 
 import torch
@@ -45,6 +44,7 @@ from nasnb.checks import check_float, check_int, check_positive_float, check_pos
 from nasnb.errors import InvalidTypeError, InvalidValueError
 from nasnb.spaces.base import Choice
 from nasnb.strategies.base import Strategy
+from nasnb.strategies.fast_controller import Adam, FastController, Pass, adam_state_from_torch
 
 
 class Sample(NamedTuple):
@@ -210,14 +210,14 @@ class Reinforce(Strategy):
         self.choices = list(space.choices)
         self.controller = Controller(self.choices, self.hidden_size, temperature=temperature,
                                      tanh_constant=tanh_constant, seed=self.seed)
-        # foreach: one kernel per step of Adam's arithmetic for all the weights at once, not one per
-        # weight tensor; the same arithmetic, so the same numbers (the weights are small: this was
-        # half the cost of an update).
-        self.optimizer = torch.optim.Adam(self.controller.parameters(), lr=self.lr, foreach=True)
+        # The controller's arithmetic runs in numpy on the controller's own weights (fast_controller.py:
+        # eager torch spends more time on bookkeeping than on these tiny arrays); Controller is its reference.
+        self._fast = FastController(self.controller)
+        self.optimizer = Adam(self._fast, lr=self.lr)  # torch.optim.Adam's arithmetic, on all weights at once
         self.baseline: float | None = None  # the moving average of rewards so far; None before the first
         self.last_reward: float | None = None
         self._buffer: list[tuple[list, float]] = []  # (actions, advantage) of trials not yet learnt from
-        self._passes: dict[tuple, tuple] = {}  # actions -> (θ's version, the differentiable pass that sampled them)
+        self._passes: dict[tuple, tuple] = {}  # actions -> (θ's version, the pass that sampled them)
         # What the policy view needs to replay the history without this object (nasnb.viz.policy).
         self.history.meta.update(
             choices=[{"name": c.name, "options": [str(o) for o in c.options]} for c in self.choices],
@@ -231,14 +231,14 @@ class Reinforce(Strategy):
     # ---------------------------------------------------------------- ask / tell
 
     def propose(self):
-        with one_thread():  # with gradients: while θ stays as it is, the update reuses this pass
-            sample = self.controller.sample(self.torch_generator)
+        self._fast.check_bound()
+        sample = self._fast.sample(self.torch_generator)  # torch.multinomial's draws (fast_controller.py)
         self._keep_pass(sample)
         info = {
             "actions": sample.actions,
             "probs": [[round(x, 6) for x in p.tolist()] for p in sample.probs],  # what it sampled from
-            "log_prob": float(sample.log_prob.detach()),
-            "entropy": float(sample.entropy.detach()),
+            "log_prob": sample.log_prob,
+            "entropy": sample.entropy,
         }
         return self.arch_of(sample.actions), info
 
@@ -252,43 +252,41 @@ class Reinforce(Strategy):
             self.update()
 
     def update(self) -> float:
-        """One Adam step on the buffered trials, their log-probs recomputed with the current θ."""
-        with one_thread():
-            return self._update()
-
-    def _update(self) -> float:
-        replays = [self._pass_of(actions) for actions, _ in self._buffer]
-        advantages = torch.tensor([adv for _, adv in self._buffer])
-        loss = reinforce_loss(torch.stack([r.log_prob for r in replays]),
-                              torch.stack([r.entropy for r in replays]), advantages, self.entropy_weight)
-        self.optimizer.zero_grad()
-        loss.backward()  # the gradients stay in .grad until the next update (tests read them)
-        self.optimizer.step()
+        """One Adam step on the buffered trials, their log-probs recomputed with the current θ.
+        The gradient of reinforce_loss is taken by hand (FastController.backward writes the chain
+        rule out) and stays in the parameters' .grad until the next update."""
+        self._fast.check_bound()
+        runs = [self._pass_of(actions) for actions, _ in self._buffer]
+        loss = self._fast.backward(runs, [adv for _, adv in self._buffer], self.entropy_weight)
+        self.optimizer.step(self._fast.flat_grad)
         self._buffer.clear()
         self._passes.clear()  # θ has changed: every kept pass is stale
-        return loss.item()
+        return loss
+
+    _update = update  # its name before the numpy controller (notebook 03 prints it)
 
     # ---------------------------------------------------------------- the sampling pass, reused
 
     def _theta_version(self) -> tuple:
-        """Changes whenever a weight is changed in place (an Adam step, load_state_dict)."""
-        return tuple(p._version for p in self.controller.parameters())
+        """Changes whenever a weight is changed: an Adam step (numpy writes, which torch does not
+        count) or an in-place torch op (load_state_dict, a hand edit)."""
+        return self.optimizer.steps, self._fast.version()
 
-    def _keep_pass(self, sample: Sample) -> None:
-        """Keep the differentiable pass that sampled `actions`, for the update. Told at once (a
-        sequential search), a trial is learnt from with the θ that sampled it, and replaying it
-        would redo the very same operations: the same log π(a), the same graph, the same gradient."""
+    def _keep_pass(self, sample: Pass) -> None:
+        """Keep the pass that sampled `actions`, for the update. Told at once (a sequential search),
+        a trial is learnt from with the θ that sampled it, and replaying it would redo the very same
+        arithmetic: the same log π(a), the same gradient."""
         if len(self._passes) > self.batch_size + 16:  # proposals that fail or are dropped are never told
             self._passes.pop(next(iter(self._passes)))
         self._passes[tuple(sample.actions)] = (self._theta_version(), sample)
 
-    def _pass_of(self, actions: list) -> Sample:
-        """log π_θ(a) and H_θ(a) with gradients, under the current θ: the kept sampling pass while θ
-        has not changed since, else a replay (asked before an update and told after it)."""
+    def _pass_of(self, actions: list) -> Pass:
+        """The pass of `actions` under the current θ: the kept sampling pass while θ has not changed
+        since, else a replay (asked before an update and told after it)."""
         kept = self._passes.pop(tuple(actions), None)
         if kept is not None and kept[0] == self._theta_version():
             return kept[1]
-        return self.controller(actions)
+        return self._fast.forward(self.controller.check_actions(actions))
 
     # ---------------------------------------------------------------- reading the policy
 
@@ -318,17 +316,22 @@ class Reinforce(Strategy):
     def _extra_state(self) -> dict:
         return {  # live tensors: state_dict() copies them, a checkpoint write serialises them at once
             "controller": self.controller.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "adam": self.optimizer.state_dict(),
             "baseline": self.baseline,
             "last_reward": self.last_reward,
             "buffer": [[list(actions), float(adv)] for actions, adv in self._buffer],
         }
 
     def _load_extra_state(self, state: dict) -> None:
-        self.controller.load_state_dict(state["controller"])
-        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
-        for group in self.optimizer.param_groups:
-            group["foreach"] = True  # older checkpoints saved None (the per-tensor loop): the same numbers, slower
+        self._fast.check_bound()
+        self.controller.load_state_dict(state["controller"])  # copies into the flat buffer
+        if "adam" in state:
+            adam = state["adam"]
+        elif "optimizer" in state:  # written by torch.optim.Adam (before the numpy controller): convert
+            adam = adam_state_from_torch(state["optimizer"], [name for name, _ in self.controller.named_parameters()])
+        else:
+            raise KeyError("the state holds no optimizer state ('adam' or 'optimizer')")
+        self.optimizer.load_state_dict(adam)
         self._passes.clear()
         self.baseline, self.last_reward = state["baseline"], state["last_reward"]
         self._buffer = [(list(actions), float(adv)) for actions, adv in state["buffer"]]
