@@ -2,6 +2,7 @@
 import itertools
 
 import numpy as np
+import torch
 import pytest
 
 from nasnb.bench import Table, arch_at, arch_index
@@ -138,3 +139,24 @@ def test_table_evaluator_in_a_search(synthetic, tmp_path):
         TableEvaluator(table, epochs=EPOCHS + 1)
     with pytest.raises(TypeError, match="table"):
         TableEvaluator(object())
+
+
+def test_data_is_the_protocols_split_and_refuses_another(synthetic):
+    table, *_ = synthetic
+    import nasnb.data
+
+    with pytest.raises(DamagedFileError, match="which data"):
+        table.data()  # the synthetic table names no data
+    spec = {"name": "digits", "seed": 0, "train_size": 120, "val_size": 80}
+    # the split the table names, loaded independently of Table.data
+    expected = nasnb.data.load("digits", seed=0, train_size=120, val_size=80)
+    named = Table("named", {**table.meta, "data": spec, "data_fingerprint": expected.fingerprint()},
+                  np.array(unique_cells(), dtype=np.int32), table.class_of, table.val_correct, table.test_correct,
+                  table.train_seconds, table.params, table.flops)
+    data = named.data()
+    assert len(data.train[1]) == 120 and len(data.val[1]) == 80
+    assert torch.equal(data.train[0], expected.train[0]) and torch.equal(data.val[1], expected.val[1])
+    moved = Table("moved", {**named.meta, "data_fingerprint": "0" * 16}, np.array(unique_cells(), dtype=np.int32),
+                  table.class_of, table.val_correct, table.test_correct, table.train_seconds, table.params, table.flops)
+    with pytest.raises(DamagedFileError, match="fingerprint"):
+        moved.data()

@@ -223,6 +223,22 @@ class Table:
         row = int(np.argmax(values))
         return self.representative(row), float(values[row])
 
+    def data(self, device="cpu"):
+        """The images the table's cells were trained and scored on: the protocol's splits of its
+        dataset (meta["data"]), e.g. to train a supernet on the same data the table ranks by.
+        Refused when the dataset this installation loads is not the one the table was built on."""
+        from nasnb.bench.build import _data
+
+        spec = self.meta.get("data")
+        if not isinstance(spec, dict):
+            raise DamagedFileError(f"table {self.name!r} does not say which data it was built on (meta['data'])")
+        data = _data(spec["name"], spec["seed"], spec["train_size"], spec["val_size"], device)
+        expected = self.meta.get("data_fingerprint")
+        if expected is not None and data.fingerprint() != expected:
+            raise DamagedFileError(f"table {self.name!r} was built on {spec['name']} with fingerprint {expected}, "
+                                   f"but this installation loads {data.fingerprint()}")
+        return data
+
     def regret(self, value: float, metric: str = "test_accuracy") -> float:
         """How far `value` is below the table's best mean `metric` (0 at the optimum)."""
         if not isinstance(value, (int, float, np.floating)) or isinstance(value, bool):
