@@ -19,6 +19,9 @@ tests/test_bench_table.py builds its own), so the lookup costs what the real one
    `seconds` (the wall time `_evaluate` measures around each lookup) over the run's wall time.
    The rest is the strategy's own work (propose, tell, the history, the checkpoint).
 
+3. Reinforce's own work per trial, from its numpy controller (nasnb/strategies/fast_controller.py):
+   sampling an NB201 cell, the hand gradient of one trial, one Adam step on all the weights.
+
 Every figure is the median of `--repeats` rounds; within a round the strategies and modes run one
 after the other, so a slow spell of a shared machine shows in one round rather than in one column.
 The load average is printed before and after.
@@ -125,6 +128,24 @@ def strategy_rates(table: Table, names, trials: dict, repeats: int) -> dict:
     return {key: tuple(statistics.median(run[i] for run in runs) for i in range(3)) for key, runs in results.items()}
 
 
+def controller_costs(repeats: int, n: int = 500) -> dict:
+    """us per call of the Reinforce controller's three parts (NB201, default settings), median of rounds."""
+    search = strategies.Reinforce(NB201Space(), lambda arch: {"val_accuracy": 0.5}, seed=0)
+    fast, generator = search._fast, torch.Generator().manual_seed(0)
+    run = fast.sample(generator)
+    parts = {"sample": lambda: fast.sample(generator),
+             "gradient": lambda: fast.backward([run], [0.01], search.entropy_weight),
+             "adam": lambda: search.optimizer.step(fast.flat_grad)}
+    costs = {name: [] for name in parts}
+    for _ in range(repeats):
+        for name, call in parts.items():
+            start = time.perf_counter()
+            for _ in range(n):
+                call()
+            costs[name].append(1e6 * (time.perf_counter() - start) / n)
+    return {name: statistics.median(v) for name, v in costs.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="rounds; every figure is their median")
@@ -157,6 +178,11 @@ def main() -> None:
             wall, cpu, share = rates[name, mode]
             print(f"{name:<22}{mode:<7}{trials[name]:>7}{wall:>11,.0f}{cpu:>11,.0f}{1e6 / wall:>10,.0f}"
                   f"{100 * share:>5.0f}%")
+    if "Reinforce" in args.strategies:
+        costs = controller_costs(args.repeats)
+        print(f"\n3. Reinforce's controller, us per call (median of {args.repeats} x 500): "
+              + ", ".join(f"{name} {us:.0f}" for name, us in costs.items())
+              + f"; {sum(costs.values()):.0f} us a trial at batch_size=1")
     print(f"\n# {time.perf_counter() - start:.0f} s; load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -54,10 +54,12 @@ class FastController:
     """Numpy forward and backward passes of a `Controller`, which it binds (see the module docstring).
 
     `sample(generator)` draws as `Controller.sample` does: torch.multinomial(p, 1) draws
-    E ~ Exp(1) for each option from the generator and takes argmax p / E (torch's one-sample path,
-    the exponential race); this does the same draws with the same generator. The actions are
-    therefore today's `Controller.sample` ones, except at a near-tie that the float rounding of p
-    (numpy's sums against torch's) decides the other way.
+    E ~ Exp(1) for each option from the generator and takes argmax_j p_j / E_j (torch's one-sample
+    path, the "exponential race": P(argmax = j) = p_j). This draws the same E from the same generator,
+    all decisions' at once (one exponential_ call of Σ_k n_k numbers gives the numbers of the K calls
+    of n_k in a row; a test checks it). The actions are therefore `Controller.sample`'s, except
+    where a near-tie is decided the other way by the float rounding of p (numpy's sums against
+    torch's). Should torch change how it draws, the sequences would differ, never their distribution.
     """
 
     def __init__(self, controller):
@@ -148,14 +150,19 @@ class FastController:
         x, h, c = np.empty((K, H), dtype), np.zeros((K + 1, H), dtype), np.zeros((K + 1, H), dtype)
         tanh_pre, gates, tanh_c = np.empty((K, 4, H), dtype), np.empty((K, 4, H), dtype), np.empty((K, H), dtype)
         R = int(self.starts[-1])
-        logits, shifted_exp, maxima = np.empty(R, dtype), np.empty(R, dtype), np.empty(K, dtype)
+        logits, shifted_exp, maxima = np.empty(R, dtype), np.empty(R, dtype), np.zeros(K, dtype)
         squashed = np.empty(R, dtype) if self.tanh_constant is not None else None
         bias = self.b_ih + self.b_hh  # (4H,)
+        if generator is not None:  # torch.multinomial(p, 1)'s draws, all decisions' in one call (class docstring)
+            race = torch.empty(R, dtype=torch.float32 if dtype == np.float32 else torch.float64)
+            race = race.exponential_(1, generator=generator).numpy()
         taken, x[0] = [], self.start
         for k in range(K):
             lo, hi = self.bounds[k]
-            pre = (self.w_ih @ x[k] + self.w_hh @ h[k] + bias).reshape(4, H)  # (4, H) pre-activations
-            np.tanh(pre * self.pre_scale, out=tanh_pre[k])
+            pre = self.w_ih @ x[k] + bias
+            if k:  # h_{-1} = 0
+                pre += self.w_hh @ h[k]
+            np.tanh(pre.reshape(4, H) * self.pre_scale, out=tanh_pre[k])  # (4, H) for the gates i, f, g, o
             np.multiply(tanh_pre[k], self.pre_scale, out=gates[k])
             gates[k] += self.shift  # i, f, o: sigmoid(pre); g: tanh(pre)
             i, f, g, o = gates[k]
@@ -164,16 +171,16 @@ class FastController:
             np.tanh(c[k + 1], out=tanh_c[k])
             np.multiply(o, tanh_c[k], out=h[k + 1])  # h_k = o ⊙ tanh(c_k)
             z = self.head_ws[k] @ h[k + 1] + self.head_bs[k]  # (n_k,)
-            if squashed is not None:
+            if squashed is not None:  # logits in [−c, c]: exp cannot overflow, no max to subtract
                 np.tanh(z / self.temperature, out=squashed[lo:hi])
                 np.multiply(squashed[lo:hi], self.tanh_constant, out=logits[lo:hi])  # c · tanh(z / T)
+                np.exp(logits[lo:hi], out=shifted_exp[lo:hi])
             else:
                 np.divide(z, self.temperature, out=logits[lo:hi])
-            maxima[k] = logits[lo:hi].max()
-            np.exp(logits[lo:hi] - maxima[k], out=shifted_exp[lo:hi])  # ∝ p: enough to sample
-            if generator is not None:  # torch.multinomial(p, 1)'s draws: argmax p / E, E ~ Exp(1)
-                race = torch.empty(hi - lo, dtype=torch.float32 if dtype == np.float32 else torch.float64)
-                a = int(np.argmax(shifted_exp[lo:hi] / race.exponential_(1, generator=generator).numpy()))
+                maxima[k] = logits[lo:hi].max()
+                np.exp(logits[lo:hi] - maxima[k], out=shifted_exp[lo:hi])  # ∝ p: enough to sample
+            if generator is not None:  # argmax p / E, E ~ Exp(1): an exact draw from p
+                a = int(np.argmax(shifted_exp[lo:hi] / race[lo:hi]))
             else:
                 a = int(actions[k])
             taken.append(a)
@@ -259,7 +266,8 @@ class FastController:
         self.grad_b_ih += d_pre.sum(0)
         self.grad_b_hh[:] = self.grad_b_ih  # the two biases enter the sum alike
         for p, g in zip(self.params, self._grad_views):
-            p.grad = g  # views of the gradient buffer (zero_grad() may have dropped them)
+            if p.grad is not g:
+                p.grad = g  # views of the gradient buffer (zero_grad() may have dropped them)
         return loss
 
 
