@@ -87,7 +87,7 @@ def test_a_proposal_told_after_an_update_is_learnt_from_with_the_new_weights():
     loss = -(reward - baseline) * replay.log_prob - 0.1 * replay.entropy
     expected = torch.autograd.grad(loss, list(theta1.parameters()))
     for p, g in zip(search.controller.parameters(), expected):
-        torch.testing.assert_close(p.grad, g, rtol=0, atol=0)
+        torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-8)  # numpy's gradient vs autograd: float32 rounding
 
 
 def test_weights_changed_between_ask_and_tell_are_those_the_update_differentiates():
@@ -107,12 +107,13 @@ def test_weights_changed_between_ask_and_tell_are_those_the_update_differentiate
     loss = -(reward - baseline) * replay.log_prob - 0.1 * replay.entropy
     expected = torch.autograd.grad(loss, list(changed.parameters()))
     for p, g in zip(search.controller.parameters(), expected):
-        torch.testing.assert_close(p.grad, g, rtol=0, atol=0)
+        torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-8)  # numpy's gradient vs autograd: float32 rounding
 
 
 def test_the_sampling_pass_reused_gives_the_replays_gradient():
     """Sequential ask/tell: the update backpropagates through the pass that sampled the actions;
-    its gradient is that of a fresh replay of those actions under the same θ, to the bit."""
+    its gradient is that of a fresh replay of those actions under the same θ (to float32 rounding:
+    the update's gradient is fast_controller's numpy arithmetic, the replay's autograd)."""
     search = Reinforce(SPACE, SPACE.evaluate, hidden_size=6, entropy_weight=0.1, seed=5)
     search.run(4, progress=False)
     theta = copy.deepcopy(search.controller)
@@ -121,8 +122,8 @@ def test_the_sampling_pass_reused_gives_the_replays_gradient():
     reward = SPACE.evaluate(proposal.arch)["val_accuracy"]
     search.tell(proposal, {"val_accuracy": reward})
     replay = theta(proposal.info["actions"])
-    assert float(replay.log_prob.detach()) == proposal.info["log_prob"]
+    assert float(replay.log_prob.detach()) == pytest.approx(proposal.info["log_prob"], rel=1e-6)
     loss = -(reward - baseline) * replay.log_prob - 0.1 * replay.entropy
     expected = torch.autograd.grad(loss, list(theta.parameters()))
     for p, g in zip(search.controller.parameters(), expected):
-        torch.testing.assert_close(p.grad, g, rtol=0, atol=0)
+        torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-8)  # numpy's gradient vs autograd: float32 rounding
