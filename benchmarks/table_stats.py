@@ -62,6 +62,17 @@ def report(val: np.ndarray, seconds: np.ndarray, cells: list[int], workers: int 
     pairs = [(i, j) for i in range(val.shape[1]) for j in range(i + 1, val.shape[1])]
     rhos = [spearmanr(val[:, i], val[:, j])[0] for i, j in pairs]
     print("seed-to-seed Spearman over all cells: " + ", ".join(f"{i}-{j}: {r:.3f}" for (i, j), r in zip(pairs, rhos)))
+    # What a lookup answers by default is the mean over the seeds: how well does one seed's ranking
+    # agree with the mean of the others (an independent estimate of the same ranking)?
+    k = val.shape[1]
+    if k > 2:
+        rest = [spearmanr(val[:, i], np.delete(val, i, axis=1).mean(axis=1))[0] for i in range(k)]
+        print(f"Spearman of each seed against the mean of the other {k - 1}: " + ", ".join(f"{r:.3f}" for r in rest))
+    for lo, hi in ((0.0, 0.5), (0.5, 1.01)):  # where the rank noise is: the weak cells or the good ones
+        keep = (mean >= lo) & (mean < hi)
+        if keep.sum() > 10:
+            print(f"  cells with mean val accuracy in [{lo:.1f}, {min(hi, 1):.1f}): {keep.sum()}, seed 0-1 "
+                  f"Spearman {spearmanr(val[keep, 0], val[keep, 1])[0]:.3f}")
     print(f"training seconds: {seconds.sum():.0f} s in all, {seconds.mean():.2f} s a training; "
           f"{seconds.sum() / workers / 3600:.2f} h on {workers} one-thread workers")
 
