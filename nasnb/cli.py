@@ -5,6 +5,7 @@
                                              other arguments go to jupyter lab
     nasnb search --strategy evolution        search NB201 cells trained on digits; write history + figures
     nasnb search --space toy --trials 50     a ToySpace search: scored by its formula, nothing trained
+    nasnb search --dask tcp://host:8786      trials evaluated by a Dask cluster's workers (--workers N: a local one)
     nasnb draw '|nor_conv_3x3~0|+|...|' -o cell.svg
 
 A mistake in what was asked (an unknown name, a value out of range, a malformed arch, a checkpoint
@@ -14,6 +15,7 @@ shows its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -167,21 +169,30 @@ def cmd_search(args) -> int:
     if args.train_size is not None:
         check_int("--train-size", args.train_size, minimum=1)
     seed = check_seed("--seed", args.seed)
+    if args.workers is not None:
+        check_int("--workers", args.workers, minimum=1, example=2)
+    if args.batch is not None:
+        check_int("--batch", args.batch, minimum=1, example=4)
+        if args.dask is None and args.workers is None:
+            raise InvalidValueError("--batch sets how many trials run at once on --dask or --workers; "
+                                    "add one of them, e.g. --workers 2 --batch 4")
     space = registry.get("space", args.space)()
     search = make_search(space, args, seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "search.ckpt"
     # The checkpoint is written after every trial; running the same command again resumes from it.
-    try:
-        search.run(trials, checkpoint=checkpoint, progress=True)
-    except ResumeMismatchError as err:
-        raise ResumeMismatchError(f"{err}. With nasnb search: repeat that run's options to continue it, or "
-                                  f"choose another --out (or remove {checkpoint}) to start afresh") from err
-    except KeyboardInterrupt:
-        print(f"nasnb: interrupted after {len(search.history)} trials; run the same command again to continue",
-              file=sys.stderr)
-        return 130  # 128 + SIGINT, as a shell reports it
+    with contextlib.ExitStack() as cluster:  # --dask / --workers: closed (a local cluster shut down) on the way out
+        parallel = workers_for(search, args, cluster)
+        try:
+            search.run(trials, checkpoint=checkpoint, progress=True, **parallel)
+        except ResumeMismatchError as err:
+            raise ResumeMismatchError(f"{err}. With nasnb search: repeat that run's options to continue it, or "
+                                      f"choose another --out (or remove {checkpoint}) to start afresh") from err
+        except KeyboardInterrupt:
+            print(f"nasnb: interrupted after {len(search.history)} trials; run the same command again to continue",
+                  file=sys.stderr)
+            return 130  # 128 + SIGINT, as a shell reports it
     search.history.save(out / "history.json")
     best = search.best()
     if best is None and hasattr(search, "derived"):  # a one-shot search: its cell is the derived one
@@ -202,6 +213,30 @@ def cmd_search(args) -> int:
     print(f"wrote {out / 'history.json'}, {out / f'best_cell.{fmt}'}, {out / 'search.png'} "
           f"(and {checkpoint}: run the same command again to continue)")
     return 0
+
+
+def workers_for(search, args, cluster: contextlib.ExitStack) -> dict:
+    """run()'s executor and batch for --dask ADDRESS (a running scheduler's workers) or --workers N
+    (a local Dask cluster of N one-thread worker processes), entered on `cluster`; {} for neither."""
+    if args.dask is None and args.workers is None:
+        return {}
+    from nasnb.strategies import Strategy
+
+    flag = f"--dask {args.dask}" if args.dask is not None else f"--workers {args.workers}"
+    if not isinstance(search, Strategy):
+        raise InvalidValueError(f"{flag}: --strategy {args.strategy} trains one supernet step by step, which "
+                                f"does not split into trials; use a trial-by-trial strategy, e.g. --strategy evolution")
+    from nasnb.distributed import dask_executor
+
+    try:
+        executor = cluster.enter_context(dask_executor(args.dask, workers=args.workers or 2))
+    except ModuleNotFoundError as err:
+        if err.name != "distributed":
+            raise
+        raise InvalidValueError(f"{flag}: {err}") from None
+    except InvalidValueError as err:  # an address nobody answers at: say which option it came from
+        raise InvalidValueError(f"{flag}: {err}") from None
+    return {"executor": executor, "batch": args.batch}
 
 
 def plot_search(search, path: Path) -> None:
@@ -282,6 +317,14 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     search.add_argument("--seed", type=int, default=0)
     search.add_argument("--out", default="nasnb-runs/search", help="output folder")
+    cluster = search.add_mutually_exclusive_group()
+    cluster.add_argument("--dask", default=None, metavar="ADDRESS",
+                         help="evaluate trials on the workers of a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
+    cluster.add_argument("--workers", type=int, default=None, metavar="N",
+                         help="evaluate trials on a local Dask cluster of N one-thread worker processes")
+    search.add_argument("--batch", type=int, default=None,
+                        help="with --dask/--workers: trials asked at once (default: the workers' threads); "
+                             "the history depends on it")
     search.set_defaults(func=cmd_search)
 
     draw = sub.add_parser("draw", help="draw a cell given as an arch string or a published genotype's name")
