@@ -26,10 +26,16 @@ OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "constant")
 SPLITS = ("train", "val", "test")
 MAX_SEED = 2**64 - 1  # torch.manual_seed takes seeds up to 2**64 - 1
+# The device of this process when it is a worker of nasnb.evaluators.process_pool(devices=...): what
+# "auto" means in it. None elsewhere.
+PINNED_DEVICE: torch.device | None = None
 
 
 def pick_device(device="auto") -> torch.device:
-    """A `torch.device`: "auto" takes CUDA, then Apple's MPS, then the CPU; anything else is checked."""
+    """A `torch.device`: "auto" takes CUDA, then Apple's MPS, then the CPU (in a worker of
+    ``process_pool(devices=...)``: that worker's device); anything else is checked."""
+    if PINNED_DEVICE is not None and isinstance(device, str) and device == "auto":
+        return PINNED_DEVICE
     mps = getattr(torch.backends, "mps", None)
     mps_ok = mps is not None and mps.is_available()
     if isinstance(device, str) and device == "auto":
