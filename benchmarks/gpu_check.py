@@ -50,7 +50,7 @@ class Context:
         self.device = train.pick_device(device)
         self.cuda = self.device.type == "cuda"
         self.quick = quick
-        self.image = 16 if quick else 32  # CIFAR-10's 32 x 32
+        self.image = 8 if quick else 32  # CIFAR-10's 32 x 32
         self.darts = dict(C=4, layers=3) if quick else dict(C=16, layers=8)  # the DARTS paper's search network
         self.nb201 = dict(C=4, N=1) if quick else dict(C=16, N=5)  # NAS-Bench-201's
         self.batch = 16 if quick else 64
@@ -141,7 +141,9 @@ def check_latency(ctx: Context) -> str:
 
     torch.manual_seed(0)
     model = NB201Space().build(("nor_conv_3x3",) * 6, **ctx.nb201, num_classes=10, in_channels=3)
-    shape, batch = (3, ctx.image, ctx.image), 8 if ctx.quick else 256
+    # a batch large enough that the GPU's work outlasts the kernel launches, so that a clock
+    # stopped without synchronising would show it
+    shape, batch = (3, ctx.image, ctx.image), 8 if ctx.quick else 1024
     got = measure_latency(model, shape, batch_size=batch, device=ctx.device, repeats=10 if ctx.quick else 30)
     x = torch.zeros(batch, *shape, device=ctx.device)
     model.eval()
@@ -160,7 +162,8 @@ def check_latency(ctx: Context) -> str:
 
 
 def _timed_steps(ctx: Context, search) -> tuple[float, object]:
-    search.step()  # warm-up: cuDNN's algorithm choice, allocator growth
+    if not ctx.quick:
+        search.step()  # warm-up: cuDNN's algorithm choice, allocator growth
     ctx.sync()
     times = []
     for _ in range(ctx.steps):
@@ -237,7 +240,8 @@ def check_notebook_setup(ctx: Context) -> str:
                              cwd=ROOT / "notebooks")
         expect(out.returncode == 0, f"{names[0]}'s set-up cell failed: {out.stderr[-300:]}")
         line = next((s for s in out.stdout.splitlines() if "training will run on" in s), "")
-        expect(line.split(":")[-1].strip().startswith(want), f"{names[0]} says {line!r}, expected {want}")
+        expect(line.split("training will run on:")[-1].strip().startswith(want),
+               f"{names[0]} says {line!r}, expected {want}")
         lines.append(f"{len(names)} notebook(s): {line.split('|')[-1].strip()}")
     return "; ".join(lines)
 
@@ -251,16 +255,44 @@ def pool_task(evaluator, arch):
             "val_accuracy": metrics["val_accuracy"], "seconds": metrics["seconds"]}
 
 
-def check_pool(ctx: Context) -> str:
-    """process_pool(devices="all") trains two architectures on pinned workers (on the CPU: two
-    "cpu" workers, and "all" must be refused with a message)."""
-    from nasnb.errors import InvalidValueError
+def _pool_run(devices, expected: list[str]) -> tuple[list[dict], float]:
+    """Two trainings of digits cells (TrainEvaluator, device="auto") on process_pool(devices=...)."""
     from nasnb.evaluators import TrainEvaluator, process_pool
     from nasnb.spaces import NB201Space
 
+    evaluator = TrainEvaluator(nasnb.data.load("digits"), epochs=2, count_flops=False)  # its data stays on the CPU
+    archs = [NB201Space().sample(k) for k in range(2)]
+    pool = process_pool(devices=devices)
+    start, ok = time.perf_counter(), False
+    try:
+        results = [f.result(timeout=240) for f in [pool.submit(pool_task, evaluator, a) for a in archs]]
+        ok = True
+    finally:
+        processes = list((pool._processes or {}).values())
+        pool.shutdown(wait=ok, cancel_futures=True)
+        if not ok:  # a hung worker must not hold the script at exit
+            for process in processes:
+                process.terminate()
+    wall = time.perf_counter() - start
+    for r in results:
+        expect(r["auto"] in expected, f"a worker trained on {r['auto']}, not one of {expected}")
+        if r["current_cuda"] is not None:
+            expect(r["auto"] == f"cuda:{r['current_cuda']}", f"auto {r['auto']} but current device {r['current_cuda']}")
+    return results, wall
+
+
+def check_pool(ctx: Context) -> str:
+    """process_pool(devices="all") trains two architectures on pinned workers; with one GPU, also
+    two workers sharing it (devices=["cuda:0", "cuda:0"]). On the CPU: two "cpu" workers, and "all"
+    must be refused with a message that says what to pass instead."""
+    from nasnb.errors import InvalidValueError
+    from nasnb.evaluators import process_pool
+
+    runs = []
     if ctx.cuda:
-        devices = "all"
-        expected = [f"cuda:{k}" for k in range(torch.cuda.device_count())]
+        runs.append(("all", [f"cuda:{k}" for k in range(torch.cuda.device_count())]))
+        if torch.cuda.device_count() == 1:
+            runs.append((["cuda:0", "cuda:0"], ["cuda:0"]))
     else:
         try:
             process_pool(devices="all")
@@ -268,22 +300,14 @@ def check_pool(ctx: Context) -> str:
             expect("devices=None" in str(err), f"the message names no way out: {err}")
         else:
             raise AssertionError("devices='all' was accepted on a machine without a GPU")
-        devices = expected = ["cpu", "cpu"]
-    evaluator = TrainEvaluator(nasnb.data.load("digits"), epochs=2, count_flops=False)  # device="auto"
-    space = NB201Space()
-    archs = [space.sample(k) for k in range(2)]
-    pool = process_pool(devices=devices)
-    try:
-        results = [f.result(timeout=240) for f in [pool.submit(pool_task, evaluator, a) for a in archs]]
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-    for r in results:
-        expect(r["auto"] in expected, f"a worker trained on {r['auto']}, not one of {expected}")
-        if r["current_cuda"] is not None:
-            expect(r["auto"] == f"cuda:{r['current_cuda']}", f"auto {r['auto']} but current device {r['current_cuda']}")
-    return (f"devices={devices!r} -> {len(expected)} worker(s); trainings on "
-            f"{', '.join(r['auto'] + ' pid ' + str(r['pid']) for r in results)}; "
-            f"{statistics.mean(r['seconds'] for r in results):.2f} s/training")
+        runs.append((["cpu", "cpu"], ["cpu"]))
+    parts = []
+    for devices, expected in runs:
+        results, wall = _pool_run(devices, expected)
+        parts.append(f"devices={devices!r}: trainings on {', '.join(r['auto'] for r in results)} "
+                     f"(pids {', '.join(str(r['pid']) for r in results)}), "
+                     f"{statistics.mean(r['seconds'] for r in results):.2f} s/training, {wall:.1f} s wall with start-up")
+    return "; ".join(parts)
 
 
 def table_reference():
@@ -313,8 +337,15 @@ def table_reference():
 
 
 def check_table(ctx: Context) -> str:
-    """train_record on the device for a few cells, against the CPU-built figures: within seed noise
-    (3 standard deviations of the 3 seeds' final validation counts, at least 4 of the 397 images)."""
+    """train_record (seed 0) on the device for a few cells, against the CPU-built figures.
+
+    Seed noise is large on this protocol (a cell's seeds differ by 40 of the 397 validation images
+    at the median), and a GPU training is in effect another seed: cuDNN sums in another order. So
+    the test is on the mean over the cells: mean(device - mean of the cell's seeds) within 4
+    standard errors (each cell's seed variance, ddof=1, times 1 + 1/seeds) + 2 images. On the CPU
+    build's own seeds (one seed against the other two, 8 random cells) that fails 1% of the time,
+    and training stuck at chance passes 1.4% of the time; a 20% loss of accuracy is not detectable
+    with 8 cells. On the CPU the retraining gives the build's seed-0 counts exactly."""
     import numpy as np
 
     from nasnb.bench.build import train_record
@@ -323,18 +354,21 @@ def check_table(ctx: Context) -> str:
     expect(bool(finals), "no CPU-built table or shard to compare with")
     device = "cuda" if ctx.cuda else str(ctx.device)
     rng = np.random.default_rng(0)
-    cells = sorted(finals)
-    lines, misses, seconds = [], [], []
-    for index in rng.choice(cells, 1 if ctx.quick else 4, replace=False).tolist():
-        counts = np.array(finals[index], dtype=float)
-        got = train_record(protocol, index, protocol["seeds"][0], device=device)
-        final = got["val_correct"][-1]
-        seconds.append(got["wall_seconds"])
-        lines.append(f"{final} vs {counts.mean():.1f}+-{counts.std():.1f} (seed 0: {finals[index][0]})")
-        if abs(final - counts.mean()) > max(3 * counts.std(), 4.0):
-            misses.append(f"cell {index}: {final} vs {finals[index]}")
-    expect(not misses, "outside seed noise: " + "; ".join(misses))
-    return (f"{len(lines)} cells vs {source}, final val correct of 397: {', '.join(lines)}; "
+    chosen = rng.choice(sorted(finals), 1 if ctx.quick else 8, replace=False).tolist()
+    got, seconds, exact = [], [], 0
+    for index in chosen:
+        record = train_record(protocol, index, protocol["seeds"][0], device=device)
+        got.append(record["val_correct"][-1])
+        seconds.append(record["wall_seconds"])
+        exact += got[-1] == finals[index][0]
+    ref = np.array([finals[i] for i in chosen], dtype=float)  # (cells, seeds)
+    diff = float(np.mean(np.array(got) - ref.mean(1)))
+    se = float(np.sqrt(np.sum(ref.var(1, ddof=1) * (1 + 1 / ref.shape[1]))) / len(chosen))
+    cells = ", ".join(f"{g} vs {r.mean():.0f}+-{r.std(ddof=1):.0f}" for g, r in zip(got, ref))
+    expect(abs(diff) <= 4 * se + 2, f"mean difference {diff:+.1f} images over {len(chosen)} cells, "
+                                    f"beyond 4 x {se:.1f} + 2 ({cells})")
+    return (f"{len(chosen)} cells vs {source}: final val correct of 397, device vs seeds' mean+-sd: {cells}; "
+            f"mean difference {diff:+.1f} (tolerance {4 * se + 2:.1f}), {exact} equal to the CPU's seed 0; "
             f"{statistics.mean(seconds):.2f} s/training (wall)")
 
 

@@ -51,7 +51,8 @@ def process_pool(workers: int | None = None, threads_per_worker: int = 1, device
         once on several GPUs. Worker k is pinned to ``devices[k % len(devices)]`` when it starts
         (``torch.cuda.set_device``, and ``device="auto"`` means that device inside it); a worker
         that replaces one that ended takes the device it left free. workers defaults to
-        len(devices) (one worker per GPU), else to 2.
+        len(devices) (one worker per GPU), else to 2. Keep the evaluator's data on the CPU: it is
+        pickled to each worker, and each training moves it to the worker's device.
     max_tasks_per_child: replace each worker after this many tasks (None: never), e.g. to give a
         GPU's memory back between trainings.
     """

@@ -43,6 +43,8 @@ def test_workers_default_to_one_per_device(monkeypatch):
             pool.shutdown()
     assert check_devices(["cuda", torch.device("cuda", 2), "cpu"]) == ["cuda:0", "cuda:2", "cpu"]
     assert check_devices(None) is None
+    with pytest.raises(InvalidValueError, match=r"max_tasks_per_child must be an int >= 1, got 0"):
+        process_pool(devices=["cpu"], max_tasks_per_child=0)
 
 
 @pytest.mark.parametrize("devices, kind, words", [
