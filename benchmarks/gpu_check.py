@@ -201,7 +201,7 @@ def check_enas(ctx: Context) -> str:
         search = ENAS(space, ctx.images(10 * ctx.batch), supernet_kwargs=dict(sizes), batch_size=ctx.batch,
                       child_steps=2 if ctx.quick else 10, controller_steps=2 if ctx.quick else 10,
                       device=ctx.device, seed=0)
-        seconds, record = _timed_steps(ctx, search)
+        seconds, _ = _timed_steps(ctx, search)
         parts.append(f"{name} {sizes}: {seconds:.3f} s/step{ctx.peak_mb()}")
     return "; ".join(parts) + f" (batch {ctx.batch}, child and controller steps per step: {search.child_steps})"
 
@@ -306,7 +306,8 @@ def check_pool(ctx: Context) -> str:
         results, wall = _pool_run(devices, expected)
         parts.append(f"devices={devices!r}: trainings on {', '.join(r['auto'] for r in results)} "
                      f"(pids {', '.join(str(r['pid']) for r in results)}), "
-                     f"{statistics.mean(r['seconds'] for r in results):.2f} s/training, {wall:.1f} s wall with start-up")
+                     f"{statistics.mean(r['seconds'] for r in results):.2f} s/training, "
+                     f"{wall:.1f} s wall with start-up")
     return "; ".join(parts)
 
 
