@@ -354,7 +354,10 @@ class DARTS(OneShotSearch):
         if self.pdarts is None or not any(self.pdarts.skip_dropout):
             return contextlib.nullcontext()
         seed = int(torch.randint(2 ** 62, (1,), generator=self.torch_generator))
-        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        # a bare "cuda" means the current CUDA device, which need not be cuda:0
+        index = self.device.index if self.device.index is not None else (
+            torch.cuda.current_device() if self.device.type == "cuda" else None)
+        devices = [index] if self.device.type == "cuda" else []
         context = torch.random.fork_rng(devices=devices)
 
         @contextlib.contextmanager
