@@ -82,7 +82,7 @@ def dask_executor(address: str | None = None, *, workers: int = 2, threads_per_w
     timeout = check_float("timeout", timeout, minimum=0.0, exclusive_minimum=True, example=10.0)
     distributed = import_distributed()
     if address is not None:
-        check_address(distributed, address)
+        check_address(address)
 
     with contextlib.ExitStack() as stack:
         if address is None:
@@ -101,7 +101,7 @@ def dask_executor(address: str | None = None, *, workers: int = 2, threads_per_w
         yield executor
 
 
-def check_address(distributed, address: str) -> None:
+def check_address(address: str) -> None:
     """Refuse, at once, an address no scheduler could listen at: a scheme Dask has no transport
     for (http://...), a missing or malformed port."""
     from distributed.comm import parse_address, parse_host_port
