@@ -9,8 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_import_nasnb_and_its_strategies_and_tables_loads_no_jupyter_plotting_torchvision_or_extras():
     code = (
-        "import sys, nasnb, nasnb.strategies, nasnb.bench\n"
-        "heavy = ['ipywidgets', 'IPython', 'matplotlib', 'torchvision', 'sklearn', 'pandas', 'optuna', 'nats_bench']\n"
+        "import sys, nasnb, nasnb.strategies, nasnb.bench, nasnb.distributed\n"
+        "heavy = ['ipywidgets', 'IPython', 'matplotlib', 'torchvision', 'sklearn', 'pandas', 'optuna', 'nats_bench', 'dask', 'distributed']\n"
         "print(','.join(m for m in heavy if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
