@@ -6,9 +6,15 @@
 
 Finished shards (JSON, `--size` cells x every seed) land in benchmarks/tables/nb201-digits/ as
 they finish; a rerun skips them, so a build that stops loses only the shards in progress. Shards
-of another protocol are refused. Trainings run through a concurrent.futures executor
-(nasnb.evaluators.process_pool: one-thread worker processes), on the GPU with --device cuda.
-When every shard is there, the table is assembled into the package.
+of another protocol are refused. Trainings run through a concurrent.futures executor: the
+executors a search runs on. By default nasnb.evaluators.process_pool (one-thread worker processes);
+with --devices all (or cuda:0,cuda:1) one worker per GPU; with --dask ADDRESS the workers of a
+running Dask scheduler (nasnb.distributed.dask_executor; `pip install "nasnb[dask]"`). --device
+cuda trains on the GPU in every worker. When every shard is there, the table is assembled into
+the package.
+
+    python scripts/build_table.py --devices all --device cuda      # one worker per GPU
+    python scripts/build_table.py --dask tcp://10.0.0.5:8786        # a cluster's workers
 """
 from __future__ import annotations
 
@@ -36,7 +42,14 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--folder", type=pathlib.Path, default=FOLDER)
     parser.add_argument("--assemble", action="store_true", help="only assemble the finished shards")
+    parser.add_argument("--devices", default=None,
+                        help="one worker per device: 'all' (every GPU) or a list, e.g. cuda:0,cuda:1")
+    parser.add_argument("--dask", default=None, metavar="ADDRESS",
+                        help="train on the workers of a running Dask scheduler, e.g. tcp://10.0.0.5:8786")
     args = parser.parse_args()
+    if args.dask and args.devices:
+        parser.error("--dask and --devices exclude each other: a Dask worker's GPU is pinned where it starts "
+                     "(CUDA_VISIBLE_DEVICES=k dask worker ...)")
     folder = args.folder
     folder.mkdir(parents=True, exist_ok=True)
     protocol = PROTOCOL
@@ -47,7 +60,10 @@ def main() -> None:
     print(f"protocol {protocol_hash(protocol)}: {len(cells)} cells x {len(protocol['seeds'])} seeds in "
           f"{len(ranges)} shards; {len(ranges) - len(todo)} done, {len(todo)} to go", flush=True)
     if not args.assemble:
-        build(todo[:args.shards] if args.shards else todo, protocol, folder, args.workers, args.device)
+        machine = {**machine_facts(args.device), "workers": args.workers,
+                   "executor": "dask" if args.dask else "process_pool"}
+        with executor_for(args, protocol) as pool:
+            build(todo[:args.shards] if args.shards else todo, protocol, folder, pool, args.device, machine)
         if not (folder / "costs.json").exists():
             costs(protocol, folder, args.workers)
     finished = len(list(folder.glob("shard-*.json")))
@@ -75,30 +91,41 @@ def costs(protocol, folder, workers) -> None:
     print(f"params and FLOPs of 15,625 cells: {time.perf_counter() - start:.0f} s", flush=True)
 
 
-def build(todo, protocol, folder, workers, device) -> None:
-    from tqdm.auto import tqdm
+def executor_for(args, protocol):
+    """The executor the trainings run on (a context manager that shuts it down)."""
+    if args.dask:
+        from nasnb.distributed import dask_executor
 
+        return dask_executor(args.dask, torch_threads=protocol["threads"])
     from nasnb.evaluators import process_pool
 
-    machine = {**machine_facts(device), "workers": workers}
+    if args.devices:
+        devices = args.devices if args.devices == "all" else args.devices.split(",")
+        return process_pool(threads_per_worker=protocol["threads"], devices=devices)
+    return process_pool(args.workers, protocol["threads"])
+
+
+def build(todo, protocol, folder, pool, device, machine) -> None:
+    """Train the shards `todo` ([(k, cell indices)]) on the executor `pool`; write each shard as it finishes."""
+    from tqdm.auto import tqdm
+
     jobs = {}
-    with process_pool(workers, protocol["threads"]) as pool:
-        for k, cells in todo:
-            for index in cells:
-                for seed in protocol["seeds"]:
-                    jobs[pool.submit(train_record, protocol, index, seed, device)] = k
-        remaining = {k: len(cells) * len(protocol["seeds"]) for k, cells in todo}
-        records = {k: [] for k, _ in todo}
-        start = time.perf_counter()
-        for future in tqdm(as_completed(jobs), total=len(jobs), desc="trainings", mininterval=30):
-            k = jobs[future]
-            records[k].append(future.result())
-            remaining[k] -= 1
-            if remaining[k] == 0:
-                shard = {"protocol_hash": protocol_hash(protocol), "protocol": protocol, "machine": machine,
-                         "wall_seconds_so_far": time.perf_counter() - start,
-                         "records": sorted(records.pop(k), key=lambda r: (r["index"], r["seed"]))}
-                write_json_atomic(folder / f"shard-{k:04d}.json", shard)
+    for k, cells in todo:
+        for index in cells:
+            for seed in protocol["seeds"]:
+                jobs[pool.submit(train_record, protocol, index, seed, device)] = k
+    remaining = {k: len(cells) * len(protocol["seeds"]) for k, cells in todo}
+    records = {k: [] for k, _ in todo}
+    start = time.perf_counter()
+    for future in tqdm(as_completed(jobs), total=len(jobs), desc="trainings", mininterval=30):
+        k = jobs[future]
+        records[k].append(future.result())
+        remaining[k] -= 1
+        if remaining[k] == 0:
+            shard = {"protocol_hash": protocol_hash(protocol), "protocol": protocol, "machine": machine,
+                     "wall_seconds_so_far": time.perf_counter() - start,
+                     "records": sorted(records.pop(k), key=lambda r: (r["index"], r["seed"]))}
+            write_json_atomic(folder / f"shard-{k:04d}.json", shard)
 
 
 if __name__ == "__main__":

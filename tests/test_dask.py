@@ -18,6 +18,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import Executor, Future
+from pathlib import Path
 
 import pytest
 import torch
@@ -337,3 +338,22 @@ def test_no_module_of_nasnb_imports_dask_when_it_is_imported():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             offenders += [f"{path.name}:{node.lineno} {n}" for n in names if n.split(".")[0] in ("dask", "distributed")]
     assert not offenders, offenders
+
+
+@needs_dask
+def test_the_table_build_trains_its_shards_on_the_cluster(executor, tmp_path):
+    """scripts/build_table.py's build() on the Dask executor: a shard of 2 cells x 3 seeds lands as
+    JSON, and each record equals the same training run in this process (one thread: the same bits)."""
+    from nasnb.bench.build import PROTOCOL, read_shard, train_record, unique_cells
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "build_table.py"
+    spec = importlib.util.spec_from_file_location("build_table", script)
+    build_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_table)
+    cells = unique_cells()[:2]
+    build_table.build([(7, cells)], PROTOCOL, tmp_path, executor, "cpu", {"executor": "dask"})
+    shard = read_shard(tmp_path / "shard-0007.json", PROTOCOL)
+    assert [(r["index"], r["seed"]) for r in shard["records"]] == [(c, s) for c in cells for s in PROTOCOL["seeds"]]
+    here = train_record(PROTOCOL, cells[1], PROTOCOL["seeds"][2])
+    there = shard["records"][-1]
+    assert (there["val_correct"], there["test_correct"]) == (here["val_correct"], here["test_correct"])
