@@ -153,10 +153,10 @@ def test_errors_echo_at_most_80_characters_of_the_input():
     PAPER_STR.replace("~2|", "~" + "7" * 1_000_000 + "|"),  # int() of a million digits would take seconds
 ])
 def test_a_megabyte_of_junk_is_refused_at_once(text):
-    start = time.perf_counter()
+    start = time.thread_time()  # CPU time: a busy machine (tests in parallel) must not fail it
     with pytest.raises(InvalidValueError):
         SPACE.parse(text)
-    assert time.perf_counter() - start < 0.5
+    assert time.thread_time() - start < 0.5  # well under 0.1 s here; a pathological parse takes seconds
 
 
 def test_format_validates_as_parse_does():
