@@ -476,3 +476,32 @@ def test_the_base_takes_the_initial_snapshot_for_every_subclass():
     first = record(search.run(5, progress=False))
     search.reset()
     assert record(search.run(5, progress=False)) == first
+
+
+def test_a_resume_with_another_batch_is_refused_and_with_the_same_one_equals_the_uninterrupted_run(tmp_path):
+    """The batch decides the history (evolution's tournaments see only members told before the
+    ask), so it is part of the run: a checkpoint records it and a resume with another is refused."""
+    space = ToySpace(length=8, options=3)
+
+    def make():
+        return RegularizedEvolution(space, space.evaluate, population_size=4, sample_size=2, seed=1)
+
+    with ThreadPoolExecutor(3) as pool:
+        uninterrupted = make().run(15, executor=pool, batch=3, progress=False)
+        make().run(9, executor=pool, batch=3, checkpoint=tmp_path / "run", progress=False)
+        for batch in (2, 4):
+            with pytest.raises(ResumeMismatchError, match="batch=3 there, .* run it with batch=3"):
+                make().run(15, executor=pool, batch=batch, checkpoint=tmp_path / "run", progress=False)
+        with pytest.raises(ResumeMismatchError, match="batch=3 there, 1 here"):  # no executor: one at a time
+            make().run(15, checkpoint=tmp_path / "run", progress=False)
+        resumed = make().run(15, executor=pool, batch=3, checkpoint=tmp_path / "run", progress=False)
+    assert [(t.arch, t.info) for t in resumed] == [(t.arch, t.info) for t in uninterrupted]
+    other = make().run(15, executor=ThreadPoolExecutor(4), batch=4, progress=False)
+    assert [t.arch for t in other] != [t.arch for t in uninterrupted]  # the batch does change the run
+
+    # a checkpoint that records no batch (written by save(), or by nasnb before this rule) is not compared
+    saved = make()
+    saved.step()
+    saved.save(tmp_path / "saved")
+    with ThreadPoolExecutor(2) as pool:
+        assert len(make().run(6, executor=pool, batch=2, checkpoint=tmp_path / "saved", progress=False)) == 6

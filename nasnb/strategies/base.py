@@ -207,6 +207,7 @@ class Strategy(Search):
         if executor is not None and not callable(getattr(executor, "submit", None)):
             raise InvalidTypeError(f"executor must be a concurrent.futures.Executor, got {short(executor)}")
         size = batch or getattr(executor, "_max_workers", None) or 2
+        self._run_batch = size if executor is not None else 1  # part of the run: a checkpoint records it
 
         def advance(remaining: int) -> list:
             trials = [self.step()] if executor is None else self._step_parallel(executor, min(size, remaining))

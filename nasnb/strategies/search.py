@@ -256,15 +256,28 @@ class Search(metaclass=_SnapshotAfterInit):
     def _load_pending(self, pending: list) -> None:
         pass
 
+    _run_batch = None  # how many proposals the current run asks at once (Strategy.run sets it); None: not asked
+
+    def _checkpoint_settings(self) -> dict:
+        """What a checkpoint's journal records as the run's settings: settings(), and the batch of
+        the run writing it (the history depends on it: a run asking 3 proposals at a time is another
+        run than one asking 4). A journal without a batch (older files, save()) is not compared."""
+        settings = self.settings()
+        return settings if self._run_batch is None else {**settings, "batch": self._run_batch}
+
     def _check_settings(self, saved: dict, where: str) -> None:
         """A ResumeMismatchError naming every setting that differs, and how to go on."""
-        mine = json.loads(json.dumps(self.settings(), sort_keys=True))
+        mine = json.loads(json.dumps(self._checkpoint_settings(), sort_keys=True))
+        found = list(_differences(saved, mine))
         differences = [f"{key}={short(saved_value, 60)} there, {short(my_value, 60)} here"
-                       for key, saved_value, my_value in _differences(saved, mine)]
+                       for key, saved_value, my_value in found]
         if differences:
+            batch = next((saved_value for key, saved_value, _ in found if key == "batch"), None)
+            how = ("build the search with its settings" if batch is None else
+                   f"build the search with its settings and run it with batch={batch} (1: without an executor)")
             raise ResumeMismatchError(
                 f"{where} holds another run than this search: {'; '.join(differences)}. To continue that run, "
-                f"build the search with its settings; to start a new run, use another checkpoint path")
+                f"{how}; to start a new run, use another checkpoint path")
 
     def save(self, path) -> None:
         """Write this search to the checkpoint folder `path` (see run()); `run(n, checkpoint=path)`
@@ -282,7 +295,7 @@ class Search(metaclass=_SnapshotAfterInit):
         """
         checkpoint = Checkpoint(path)
         if not checkpoint.exists():
-            checkpoint.create(self.settings(), self._record_dicts(), self._state_without_history())
+            checkpoint.create(self._checkpoint_settings(), self._record_dicts(), self._state_without_history())
         else:
             saved = checkpoint.read()
             self._check_settings(saved.settings, str(path))
