@@ -357,3 +357,36 @@ def test_the_table_build_trains_its_shards_on_the_cluster(executor, tmp_path):
     here = train_record(PROTOCOL, cells[1], PROTOCOL["seeds"][2])
     there = shard["records"][-1]
     assert (there["val_correct"], there["test_correct"]) == (here["val_correct"], here["test_correct"])
+
+
+@needs_dask
+def test_an_evaluator_is_sent_to_the_workers_once_not_with_every_trial(executor):
+    """Each copy of the evaluator that a worker unpickles gets a fresh id: sent once (scattered to
+    both workers), at most two copies score all trials; a changed setting sends it again."""
+    import uuid
+
+    class Counting:  # defined here: cloudpickle sends it by value
+        def __init__(self, space, offset):
+            self.space, self.offset, self.copy = space, offset, None
+
+        def settings(self):
+            return {"offset": self.offset}
+
+        def __setstate__(self, state):
+            self.__dict__.update(state)
+            self.copy = uuid.uuid4().hex  # a new copy: unpickled on a worker
+
+        def __call__(self, arch):
+            return {"val_accuracy": toy_score(arch, self.space) + self.offset, "copy": self.copy}
+
+    space = ToySpace(length=5, options=3)
+    evaluator = Counting(space, 0.0)
+    before = executor.scatters
+    history = RandomSearch(space, evaluator, seed=4).run(12, executor=executor, batch=4, progress=False)
+    copies = {t.metrics["copy"] for t in history}
+    assert executor.scatters - before == 1 and 1 <= len(copies) <= 2, copies
+    assert all(t.value("val_accuracy") == toy_score(space.parse(t.arch), space) for t in history)
+    evaluator.offset = 0.5  # its settings changed: the workers must not score with the old copy
+    more = RandomSearch(space, evaluator, seed=5).run(4, executor=executor, batch=4, progress=False)
+    assert executor.scatters - before == 2
+    assert all(t.value("val_accuracy") == toy_score(space.parse(t.arch), space) + 0.5 for t in more)
