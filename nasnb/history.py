@@ -288,6 +288,19 @@ class History:
         scored = [(s, t) for s, t in scored if s is not None]
         return max(scored, key=lambda st: (st[0], -st[1].number))[1] if scored else None
 
+    def front(self, objectives=None, upto: int | None = None) -> list[Trial]:
+        """The Pareto front of the first `upto` records (all by default): the complete trials that
+        no other beats on every objective, in trial order (`nasnb.objectives.pareto_front`).
+
+        objectives: {metric: "max" | "min"}; by default the search's own (``meta["objectives"]``,
+        which a multi-objective search such as NSGA2 writes), else {metric: "max"}. A search with
+        several objectives keeps `metric` = the first one, so `best()` ranks by it alone."""
+        from nasnb.objectives import pareto_front
+
+        if objectives is None:
+            objectives = self.meta.get("objectives") or {self.metric: "max"}
+        return pareto_front(self, objectives, upto)
+
     def best_so_far(self, metric: str | None = None) -> list[float | None]:
         """The anytime curve: after record i, the best score of the complete trials among 0..i
         (None until the first one)."""
