@@ -2,6 +2,7 @@
 from nasnb.spaces.base import BuildableSpace, Choice, EnumerableSpace, SearchSpace, as_rng
 from nasnb.spaces.nb201 import NB201Space
 from nasnb.spaces.darts import DartsSpace, Genotype, GENOTYPES
+from nasnb.spaces.mobilenet import MobileNetSpace
 
 __all__ = ["Choice", "SearchSpace", "BuildableSpace", "EnumerableSpace", "as_rng", "NB201Space", "DartsSpace",
-           "Genotype", "GENOTYPES"]
+           "Genotype", "GENOTYPES", "MobileNetSpace"]

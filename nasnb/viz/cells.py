@@ -33,13 +33,20 @@ OP_COLORS = {
     "dil_conv_5x5": "#D55E00",
     "conv_7x1_1x7": "#999933",  # factorized 7x7 conv (NASNet): olive
     "concat": "#999999",        # grey: the output concatenates intermediate nodes, no op
+    "3x3_MBConv3": "#56B4E9",   # MobileNetSpace's inverted residual blocks: one hue per kernel,
+    "3x3_MBConv6": "#0072B2",   # darker for the wider expansion (blue 3x3, orange 5x5, pink 7x7)
+    "5x5_MBConv3": "#E69F00",
+    "5x5_MBConv6": "#D55E00",
+    "7x7_MBConv3": "#CC79A7",
+    "7x7_MBConv6": "#882255",
+    "Zero": "#DDDDDD",          # light grey: the layer is skipped (its input passes through)
 }
 FALLBACK_COLOR = "#777777"  # ops nobody registered still draw, in grey
 
 # Node fills of the DARTS reference figures (graphviz colour names darkseagreen2, lightblue,
 # palegoldenrod), shared by both renderers.
 ROLE_COLORS = {"input": "#B4EEB4", "intermediate": "#ADD8E6", "output": "#EEE8AA"}
-CELL_TITLES = {"normal": "normal cell", "reduce": "reduction cell"}
+CELL_TITLES = {"normal": "normal cell", "reduce": "reduction cell", "chain": ""}  # a chain: MobileNetSpace
 
 
 def op_color(op: str) -> str:
