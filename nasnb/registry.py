@@ -20,6 +20,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "nb201": "nasnb.spaces.nb201:NB201Space",
         "darts": "nasnb.spaces.darts:DartsSpace",
         "toy": "nasnb.spaces.toy:ToySpace",
+        "mobilenet": "nasnb.spaces.mobilenet:MobileNetSpace",  # ProxylessNAS / MobileNetV2 chains
     },
     "strategy": {
         "random": "nasnb.strategies.random:RandomSearch",
