@@ -34,6 +34,7 @@ from nasnb.errors import InvalidTypeError, InvalidValueError, UnknownNameError
 
 DIRECTIONS = ("max", "min")
 EXAMPLE = "objectives={'val_accuracy': 'max', 'latency_ms': 'min'}"
+MAX_SORTED = 20_000  # distinct points non_dominated_sort accepts: its matrices then take 0.8 GB
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,13 +137,19 @@ def non_dominated_sort(points, objectives=None) -> list[np.ndarray]:
     NSGA-II", IEEE TEC 2002, section III-A. For each point p: n_p, how many points dominate it, and
     S_p, the points it dominates. F1 is every point with n_p = 0; removing F1 lowers the n_q of what
     it dominates, and the points that reach 0 form F2; and so on. O(m n^2) time; the domination
-    matrix takes n^2 bytes (here it is one numpy comparison per objective, 25 MB for 5,000 points).
-    Equal points dominate neither: duplicates share a front.
+    matrices take 2 n^2 bytes (one numpy comparison per objective: 50 MB for 5,000 points), for the
+    n distinct points (equal points dominate neither, so they share a front and are sorted once).
+    More than MAX_SORTED distinct points is refused; `non_dominated` finds the first front of any number.
     """
     P = minimised(points, objectives)
-    n = len(P)
-    if n == 0:
+    if len(P) == 0:
         return []
+    P, inverse = np.unique(P, axis=0, return_inverse=True)  # equal points share a front: sort each once
+    inverse = inverse.reshape(-1)
+    n = len(P)
+    if n > MAX_SORTED:
+        raise InvalidValueError(f"points has {n:,} distinct rows: sorting them all needs two {n:,} x {n:,} matrices "
+                                f"({2 * n * n / 1e9:.1f} GB); for the first front alone use non_dominated(points)")
     no_worse = np.ones((n, n), dtype=bool)  # no_worse[p, q]: p <= q on every objective
     better = np.zeros((n, n), dtype=bool)  # better[p, q]: p < q on some objective
     for column in P.T:
@@ -153,7 +160,7 @@ def non_dominated_sort(points, objectives=None) -> list[np.ndarray]:
     fronts = []
     front = np.flatnonzero(count == 0)
     while front.size:
-        fronts.append(front)
+        fronts.append(np.flatnonzero(np.isin(inverse, front)))  # back to the rows of `points`
         count[front] = -1  # ranked
         count -= dominated_by[front].sum(axis=0)  # each q loses one per dominator in this front
         front = np.flatnonzero(count == 0)

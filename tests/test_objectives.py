@@ -73,6 +73,15 @@ def test_bad_points_and_references_are_refused_clearly():
         hypervolume([[0.5, 3.0]], [0.0, 1.0, 2.0])
 
 
+def test_sorting_too_many_distinct_points_is_refused_with_the_alternative(monkeypatch):
+    monkeypatch.setattr(mo, "MAX_SORTED", 3)
+    assert len(non_dominated_sort([[1, 2], [2, 1], [1, 2], [2, 1], [3, 3]])) == 2, "duplicates are sorted once"
+    with pytest.raises(ValueError, match="4 distinct rows.*use non_dominated"):
+        non_dominated_sort([[1, 2], [2, 1], [3, 3], [0, 5]])
+    with pytest.raises(ValueError, match="one reference value per objective"):
+        hypervolume([[0.5, 3.0]], [0.0, 1.0, 2.0])
+
+
 def test_no_pymoo_or_other_extra_imported_by_the_module():
     tree = ast.parse(Path(mo.__file__).read_text())
     imported = {a.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}

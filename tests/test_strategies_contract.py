@@ -13,7 +13,7 @@ import torch
 
 from nasnb.history import History
 from nasnb.spaces.toy import ToySpace
-from nasnb.strategies import OptunaSearch, RandomSearch, RegularizedEvolution, Reinforce
+from nasnb.strategies import NSGA2, OptunaSearch, RandomSearch, RegularizedEvolution, Reinforce
 
 ALL_STRATEGIES = [
     pytest.param(lambda space, evaluator, seed: RandomSearch(space, evaluator, seed=seed), id="RandomSearch"),
@@ -21,6 +21,7 @@ ALL_STRATEGIES = [
     pytest.param(lambda space, evaluator, seed: Reinforce(space, evaluator, seed=seed), id="Reinforce"),
     pytest.param(lambda space, evaluator, seed: OptunaSearch(space, evaluator, seed=seed), id="OptunaSearch-TPE",
                  marks=pytest.mark.skipif(importlib.util.find_spec("optuna") is None, reason="optuna not installed")),
+    pytest.param(lambda space, evaluator, seed: NSGA2(space, evaluator, seed=seed), id="NSGA2"),
 ]
 
 

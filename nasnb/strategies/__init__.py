@@ -3,10 +3,12 @@ from nasnb.strategies.base import Proposal, Search, Strategy
 from nasnb.strategies.random import RandomSearch
 from nasnb.strategies.reinforce import Controller, Reinforce
 from nasnb.strategies.evolution import RegularizedEvolution
+from nasnb.strategies.nsga2 import NSGA2
 from nasnb.strategies.darts import DARTS
 from nasnb.strategies.darts_variants import GDASConfig, PDARTSConfig
 from nasnb.strategies.enas import ENAS
 from nasnb.strategies.optuna_search import OptunaSearch
 
 __all__ = ["Proposal", "Search", "Strategy", "RandomSearch", "RegularizedEvolution", "Controller", "Reinforce", "DARTS",
-           "GDASConfig", "PDARTSConfig", "ENAS", "OptunaSearch"]
+           "GDASConfig", "PDARTSConfig", "ENAS", "OptunaSearch",
+           "NSGA2"]
