@@ -208,6 +208,30 @@ def test_same_seed_same_history_and_resume_mid_generation_equals_uninterrupted(t
     assert record(again.run(45, progress=False)) == record(uninterrupted)
 
 
+def test_a_resume_replays_generations_the_state_file_does_not_cover(tmp_path, monkeypatch):
+    """As a kill leaves a fast run before its first sync: state.pt covers none of the 23 journal
+    trials (the end-of-run flush is switched off), so a resume replays all of them, across the
+    selections after trials 7, 15 and 23, and must continue as the uninterrupted run."""
+    import warnings
+
+    import nasnb.storage as storage
+
+    space, evaluate = toy_problem(6, 4)
+    make = lambda: NSGA2(space, evaluate, objectives=OBJ, population_size=8, seed=4)  # noqa: E731
+    path = tmp_path / "run.ckpt"
+    with monkeypatch.context() as patch:
+        patch.setattr(storage.Checkpoint, "flush", lambda self, state: None)
+        make().run(23, checkpoint=path, progress=False)
+    assert torch.load(path / "state.pt", weights_only=True)["records"] == 0
+    resumed = make()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a replay that stopped early would drop trials, with a warning
+        resumed.resume(path)
+    assert len(resumed.history) == 23 and resumed.generation == 2
+    resumed.run(40, checkpoint=path, progress=False)
+    assert record(resumed.history) == record(make().run(40, progress=False))
+
+
 def test_a_batch_crossing_a_generation_joins_it_and_selection_keeps_the_size():
     space, evaluate = toy_problem(6, 4)
     with ThreadPoolExecutor(max_workers=3) as pool:
