@@ -29,6 +29,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "darts": "nasnb.strategies.darts:DARTS",
         "enas": "nasnb.strategies.enas:ENAS",
         "optuna": "nasnb.strategies.optuna_search:OptunaSearch",  # needs the optuna extra
+        "nsga2": "nasnb.strategies.nsga2:NSGA2",  # several objectives: nasnb/objectives.py
     },
     # A view draws a search's history: view(history, upto=t, ax=None) -> matplotlib Figure.
     "view": {
