@@ -227,12 +227,13 @@ class LatencyTable:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path, device=None, threads: int | None = None) -> "LatencyTable":
+    def load(cls, path, device=None, threads: int | None = None, space: MobileNetSpace | None = None) -> "LatencyTable":
         """The table saved at `path`, checked against where you will predict.
 
         Refuses (LatencyTableMismatchError) a table of another device type than `device` or, when
         `device` is a real device here, of another CPU/GPU model; refuses another thread count than
-        `threads`. Leaving `device` or `threads` as None skips that check. Warns
+        `threads`; refuses a table of another space than `space` (compared by its repr, which
+        lists every setting). Leaving `device`, `threads` or `space` as None skips that check. Warns
         (LatencyTableWarning) when the table was measured with another torch version.
         """
         if threads is not None:
@@ -255,6 +256,9 @@ class LatencyTable:
             raise LatencyTableMismatchError(
                 f"{short(os.fspath(path))} was measured with threads={meta['threads']}; you asked for threads={threads}. "
                 f"Latency changes with the thread count: load with threads={meta['threads']} or measure a new table")
+        if space is not None and meta["space"] != repr(space):
+            raise LatencyTableMismatchError(f"{short(os.fspath(path))} was measured for {meta['space']}, not for "
+                                            f"{space!r}; measure a table of this space with LatencyTable.measure(space)")
         if meta["torch"] != torch.__version__:
             warnings.warn(f"{os.fspath(path)} was measured with torch {meta['torch']}, this is {torch.__version__}; "
                           "kernels change between versions, so its latencies may be off", LatencyTableWarning)

@@ -154,7 +154,9 @@ def test_a_table_of_another_device_or_thread_count_is_refused(fake_clock, tmp_pa
     path = _edited(tmp_path, table)
     with pytest.raises(LatencyTableMismatchError, match="threads=1.*threads=4"):
         LatencyTable.load(path, device="cpu", threads=4)
-    assert LatencyTable.load(path, device="cpu", threads=1) == table
+    assert LatencyTable.load(path, device="cpu", threads=1, space=small_space()) == table
+    with pytest.raises(LatencyTableMismatchError, match="for MobileNetSpace"):
+        LatencyTable.load(path, space=MobileNetSpace())
 
 
 def test_a_table_of_another_torch_version_warns(fake_clock, tmp_path):

@@ -1,0 +1,99 @@
+"""How well the latency lookup table predicts what it measures (issue 12: >= 90% within +-10%).
+
+    python benchmarks/latency_lut.py [--space default|paper] [--samples 100] [--threads 1]
+                                     [--warmup 10] [--repeats 50] [--device cpu] [--seed 0] [--save lut.json]
+
+Measures a LatencyTable of the space (every block key once, then the fixed parts), samples
+`samples` architectures uniformly, builds each network and times it end to end with the same
+method (eval mode, no grad, `warmup` untimed passes, median of `repeats`, batch 1, the same torch
+thread count), then compares the prediction with the measurement:
+
+    error = (predicted - measured) / measured
+
+and prints the share within +-10 %, the median and 90th percentile of |error|, the mean signed
+error (a sum that misses per-call overheads is biased low), and the method. Run it on a quiet
+machine: another process on the cores inflates whichever part it overlaps. The default space on
+8x8 digits has 24 keys and networks of about 4 ms on one CPU thread, so the defaults take about
+half a minute (24 x 60 + 100 x 60 passes); `--space paper` (224x224, 3 channels, hundreds of keys)
+takes far longer on a CPU.
+"""
+import argparse
+import json
+import platform
+import time
+
+import numpy as np
+import torch
+
+from nasnb.cost import measure_latency
+from nasnb.latency import LatencyTable
+from nasnb.spaces import MobileNetSpace
+
+SPACES = {"default": (MobileNetSpace, (1, 8, 8)), "paper": (MobileNetSpace.paper, (3, 224, 224))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--space", choices=sorted(SPACES), default="default")
+    parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--save", default=None, help="write the table to this JSON file")
+    parser.add_argument("--json", default=None, help="write the figures and every pair to this JSON file")
+    args = parser.parse_args()
+    if args.samples < 1:
+        parser.error(f"--samples must be >= 1, got {args.samples}")
+
+    make_space, input_shape = SPACES[args.space]
+    space = make_space()
+    method = dict(warmup=args.warmup, repeats=args.repeats)
+    start = time.perf_counter()
+    table = LatencyTable.measure(space, device=args.device, threads=args.threads, input_shape=input_shape, **method)
+    table_seconds = time.perf_counter() - start
+    if args.save:
+        table.save(args.save)
+
+    rng = np.random.default_rng(args.seed)
+    archs = [space.sample(rng) for _ in range(args.samples)]
+    predicted, measured = [], []
+    previous = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    start = time.perf_counter()
+    try:
+        for arch in archs:
+            net = space.build(arch, num_classes=table.meta["num_classes"], in_channels=input_shape[0])
+            measured.append(measure_latency(net, input_shape, batch_size=1, device=args.device, **method)["median"])
+            predicted.append(table.predict(arch))
+    finally:
+        torch.set_num_threads(previous)
+    end_to_end_seconds = time.perf_counter() - start
+
+    predicted, measured = np.array(predicted), np.array(measured)
+    error = (predicted - measured) / measured
+    within = float(np.mean(np.abs(error) <= 0.10))
+    figures = dict(within_10pct=within, median_abs_error=float(np.median(np.abs(error))),
+                   p90_abs_error=float(np.percentile(np.abs(error), 90)), mean_signed_error=float(np.mean(error)),
+                   median_measured_ms=float(np.median(measured) * 1e3), keys=len(table.entries),
+                   fixed_ms=table.fixed * 1e3, table_seconds=table_seconds, end_to_end_seconds=end_to_end_seconds)
+
+    print(f"space: {args.space} {space!r}, input {input_shape}, {len(space):.3g} archs, {len(table.entries)} block keys")
+    print(f"device: {table.meta['device']} ({table.meta['device_name']}), torch {torch.__version__}, "
+          f"{args.threads} thread(s), batch 1, {platform.python_implementation()} {platform.python_version()}")
+    print(f"method: {args.warmup} warm-up passes, median of {args.repeats} timed passes, per key and per network "
+          f"(eval mode, no grad); {args.samples} archs sampled uniformly, seed {args.seed}")
+    print(f"table measured in {table_seconds:.1f} s (fixed part {figures['fixed_ms']:.3f} ms); "
+          f"{args.samples} networks end to end in {end_to_end_seconds:.1f} s; median network {figures['median_measured_ms']:.3f} ms")
+    print(f"within +-10 %: {within:.0%} ({int(round(within * args.samples))}/{args.samples})   "
+          f"|error| median {figures['median_abs_error']:.1%}, p90 {figures['p90_abs_error']:.1%}   "
+          f"mean signed error {figures['mean_signed_error']:+.1%}")
+    if args.json:
+        pairs = [dict(arch=space.format(a), predicted=p, measured=m) for a, p, m in zip(archs, predicted, measured)]
+        with open(args.json, "w") as f:
+            json.dump(dict(args=vars(args), figures=figures, meta=table.meta, pairs=pairs), f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
