@@ -37,6 +37,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "population": "nasnb.viz.search:plot_population",
         "policy": "nasnb.viz.policy:plot_policy",
         "alphas": "nasnb.viz.alphas:plot_alphas",
+        "pareto": "nasnb.viz.pareto:plot_pareto",  # several objectives: the front and the hypervolume
     },
 }
 

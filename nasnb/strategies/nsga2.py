@@ -130,7 +130,7 @@ class NSGA2(Strategy):
             default too).
     """
 
-    panels = ("cell", "progress")
+    panels = ("cell", "pareto")
     replayable = True  # propose() reads only self.rng, the population, the generation's count and the history
 
     def __init__(self, space, evaluator, *, objectives: Mapping | None = None, population_size: int = 20,

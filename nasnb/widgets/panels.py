@@ -263,6 +263,8 @@ def policy_axes(fig):
 # a view not listed gets one Axes of 7 x 4 inches.
 LAYOUTS: dict[str, tuple] = {
     "nasnb.viz.policy:plot_policy": ((7, 5.5), policy_axes),
+    "nasnb.viz.pareto:plot_pareto": ((9, 4), lambda fig: fig.subplots(1, 2, gridspec_kw=dict(  # space, hypervolume
+        width_ratios=(1.6, 1), left=0.08, right=0.98, bottom=0.13, top=0.92, wspace=0.28))),
 }
 
 
