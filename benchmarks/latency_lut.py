@@ -85,7 +85,8 @@ def main() -> None:
     print(f"method: {args.warmup} warm-up passes, median of {args.repeats} timed passes, per key and per network "
           f"(eval mode, no grad); {args.samples} archs sampled uniformly, seed {args.seed}")
     print(f"table measured in {table_seconds:.1f} s (fixed part {figures['fixed_ms']:.3f} ms); "
-          f"{args.samples} networks end to end in {end_to_end_seconds:.1f} s; median network {figures['median_measured_ms']:.3f} ms")
+          f"{args.samples} networks end to end in {end_to_end_seconds:.1f} s; "
+          f"median network {figures['median_measured_ms']:.3f} ms")
     print(f"within +-10 %: {within:.0%} ({int(round(within * args.samples))}/{args.samples})   "
           f"|error| median {figures['median_abs_error']:.1%}, p90 {figures['p90_abs_error']:.1%}   "
           f"mean signed error {figures['mean_signed_error']:+.1%}")

@@ -141,7 +141,8 @@ class LatencyTable:
     """
 
     def __init__(self, entries: dict, fixed: float, layers: list, meta: dict):
-        self.entries, self.fixed, self.layers, self.meta = dict(entries), float(fixed), [tuple(s) for s in layers], dict(meta)
+        self.entries, self.fixed, self.meta = dict(entries), float(fixed), dict(meta)
+        self.layers = [tuple(shape) for shape in layers]
 
     def __repr__(self) -> str:
         return (f"LatencyTable({len(self.entries)} blocks, {self.meta['device']} ({self.meta['device_name']}), "
@@ -279,7 +280,8 @@ class LatencyTable:
             raise DamagedFileError(f"{where} lacks the fields {missing}")
 
         def seconds(value) -> bool:
-            return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            return number and math.isfinite(value) and value >= 0
 
         try:
             entries = {(str(op), int(a), int(b), int(s), int(h), int(w)): t for op, a, b, s, h, w, t in data["entries"]}
