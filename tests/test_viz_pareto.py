@@ -13,7 +13,7 @@ from nasnb.errors import InvalidValueError
 from nasnb.history import History, Step, Trial
 from nasnb.spaces.toy import ToySpace
 from nasnb.strategies import NSGA2
-from nasnb.viz.pareto import pareto_data, plot_pareto
+from nasnb.viz.pareto import LivePareto, pareto_data, plot_pareto
 
 OBJ = {"acc": "max", "lat": "min"}
 
@@ -134,13 +134,47 @@ def test_registered_and_drawn_without_pyplot():
     assert registry.get("view", "pareto") is plot_pareto
     code = (
         "import sys\n"
-        "from tests.test_viz_pareto import hand_built_history\n"
-        "from nasnb.viz.pareto import plot_pareto\n"
-        "plot_pareto(hand_built_history()).savefig(__import__('io').BytesIO(), format='png')\n"
+        "from nasnb.history import History, Trial\n"
+        "from nasnb.viz.pareto import LivePareto, plot_pareto\n"
+        "h = History([Trial(0, 'a', {'acc': 0.5, 'lat': 3.0}), Trial(1, 'b', {'acc': 0.7, 'lat': 5.0})], metric='acc')\n"
+        "plot_pareto(h, objectives={'acc': 'max', 'lat': 'min'}).savefig(__import__('io').BytesIO(), format='png')\n"
+        "LivePareto().render(h, 2)\n"
         "print('matplotlib.pyplot' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False"]
+
+
+def test_live_pareto_moves_the_hand_computed_points_and_blits_what_a_full_draw_draws():
+    h = hand_built_history()
+    live = LivePareto()
+    pngs = [live.render(h, t) for t in range(1, 10)]
+    a = live.artists
+    assert a["front"].get_offsets().tolist() == [[0.95, 20.0], [0.8, 9.0]]
+    assert a["dominated"].get_offsets().tolist() == [[0.5, 10.0], [0.6, 12.0], [0.6, 12.0]]
+    assert a["newest"].get_offsets().tolist() == [[0.95, 20.0]]
+    np.testing.assert_allclose(a["reference"].get_offsets(), [[0.455, 21.1]])
+    np.testing.assert_allclose(np.asarray(a["curve"].get_ydata())[[0, 1, 7, 8]], [0.4995, 1.4095, 4.1745, 4.3395])
+    assert live.blits > 0 and live.full_draws < 9
+    assert live.caption(live.data(h, 9)) == "5 trials, 3 not placed; front 2; hypervolume 4.34 (reference 0.455, 21.1)"
+    for t in (3, 9):  # a blitted step looks as a figure drawn afresh at that step
+        assert LivePareto().render(h, t) == pngs[t - 1]
+
+
+def test_pareto_panel_is_live_and_falls_back_to_a_two_axes_plot_panel(monkeypatch):
+    pytest.importorskip("ipywidgets")
+    from nasnb.widgets import PlotPanel, make_panel
+    from nasnb.widgets import panels as panels_module
+    from nasnb.widgets.live_panels import LivePanel
+
+    panel = make_panel("pareto")
+    assert isinstance(panel, LivePanel) and panel.live_class == "nasnb.viz.pareto:LivePareto"
+    monkeypatch.setattr(panels_module, "LIVE_PANELS", {})
+    panel = make_panel("pareto")
+    assert isinstance(panel, PlotPanel) and panel.figsize == (9, 4) and panel.resolve() is plot_pareto
+    from matplotlib.figure import Figure
+
+    assert len(panel.axes(Figure())) == 2
 
 
 def toy_nsga2(seed=0):

@@ -29,6 +29,7 @@ import numpy as np
 from nasnb.checks import short
 from nasnb.errors import InvalidValueError
 from nasnb.objectives import hypervolume_so_far, minimised, non_dominated, parse_objectives
+from nasnb.viz.live import LiveFigure, offsets, round_range, steps_axis_end
 from nasnb.viz.search import ALIVE, BEST, CHILD, REMOVED, _records
 
 MARGIN = 0.10  # the reference point lies this fraction of the range beyond the worst value
@@ -149,6 +150,16 @@ def _axes(ax):
     return ax, None, ax.figure
 
 
+def _xy(data: dict) -> tuple:
+    """(x, y, x label, y label, reference (x or None, y)) of the placed trials: the first two
+    objectives, or trial number and the objective when there is one."""
+    names, values = data["names"], np.array(data["values"]).reshape(len(data["number"]), len(data["names"]))
+    if len(names) == 1:
+        return (np.array(data["number"], dtype=float), values[:, 0], "trial number", names[0],
+                (None, data["reference"][0]))
+    return values[:, 0], values[:, 1], names[0], names[1], tuple(data["reference"][:2])
+
+
 def plot_pareto(history, upto: int | None = None, ax=None, objectives=None):
     """The trials in objective space (first two objectives) and the hypervolume over the steps.
 
@@ -158,13 +169,8 @@ def plot_pareto(history, upto: int | None = None, ax=None, objectives=None):
     only), or two Axes (objective space, hypervolume), as a dashboard panel passes them."""
     data = pareto_data(history, objectives, upto)
     front_ax, hv_ax, fig = _axes(ax)
-    names, values = data["names"], np.array(data["values"]).reshape(len(data["number"]), len(data["names"]))
-    if len(names) == 1:  # one objective: its value per trial
-        xs, ys, xlabel, ylabel = np.array(data["number"], dtype=float), values[:, 0], "trial number", names[0]
-        ref = (None, data["reference"][0])
-    else:
-        xs, ys, xlabel, ylabel = values[:, 0], values[:, 1], names[0], names[1]
-        ref = tuple(data["reference"][:2])
+    names = data["names"]
+    xs, ys, xlabel, ylabel, ref = _xy(data)
     at = {n: k for k, n in enumerate(data["number"])}
     dominated = [at[n] for n in data["dominated"]]
     front = [at[n] for n in data["front"]]
@@ -197,3 +203,79 @@ def plot_pareto(history, upto: int | None = None, ax=None, objectives=None):
         hv_ax.set_title("reference " + ", ".join(f"{v:.4g}" for v in data["reference"]), fontsize="small")
         hv_ax.xaxis.get_major_locator().set_params(integer=True)
     return fig
+
+
+# ============================================================================= live, for a dashboard
+
+
+class LivePareto(LiveFigure):
+    """`plot_pareto` for a dashboard (nasnb.viz.live): the axes, labels and legend are drawn once;
+    each step moves the points, the staircase, the reference and the hypervolume curve, and draws
+    the whole figure again only when a range (round values, `round_range`) or the kinds of points
+    change. The counts and the hypervolume are in `caption`."""
+
+    figsize = (9, 4)
+
+    def data(self, history, upto):
+        return pareto_data(history, upto=upto)
+
+    @staticmethod
+    def kinds(data: dict) -> tuple:
+        return tuple(k for k, n in (("dominated", len(data["dominated"])), ("front", len(data["front"])),
+                                    ("newest", data["newest"] is not None)) if n)
+
+    def frame(self, data: dict):
+        xs, ys, _, _, ref = _xy(data)
+        x_range = (-0.5, steps_axis_end(data["upto"])) if ref[0] is None else round_range([*xs, ref[0]])
+        return (type(self).__name__, tuple(data["objectives"].items()), self.kinds(data), x_range,
+                round_range([*ys, ref[1]]), steps_axis_end(data["upto"]), round_range(data["hypervolume"] + [0.0]))
+
+    def caption(self, data: dict) -> str:
+        hv = data["hypervolume"][-1] if data["hypervolume"] else 0.0
+        excluded = f", {len(data['excluded'])} not placed" if data["excluded"] else ""
+        reference = ", ".join(f"{v:.4g}" for v in data["reference"])
+        return (f"{len(data['number'])} trials{excluded}; front {len(data['front'])}; "
+                f"hypervolume {hv:.4g} (reference {reference})")
+
+    def build(self, figure, data: dict) -> list:
+        frame = self.frame(data)
+        space, curve = figure.subplots(1, 2, gridspec_kw=dict(width_ratios=(1.6, 1), left=0.08, right=0.98,
+                                                                 bottom=0.13, top=0.86, wspace=0.28))
+        kinds = self.kinds(data)
+        label = lambda kind, text: text if kind in kinds else None  # noqa: E731
+        a = self.artists = {
+            "dominated": space.scatter([], [], s=18, color=REMOVED, alpha=0.35, lw=0,
+                                       label=label("dominated", "dominated")),
+            "front": space.scatter([], [], s=30, color=ALIVE, zorder=3, label=label("front", "front")),
+            "staircase": space.plot([], [], color=BEST, lw=1.1, zorder=2)[0],
+            "reference": space.scatter([], [], marker="+", s=60, color=BEST, label="reference"),
+            "newest": space.scatter([], [], s=110, marker="*", color=CHILD, zorder=4, label=label("newest", "newest")),
+            "curve": curve.plot([], [], drawstyle="steps-post", color=ALIVE, lw=1.2)[0],
+        }
+        for artist in a.values():
+            artist.set_animated(True)
+        _, _, xlabel, ylabel, _ = _xy(data)
+        direction = data["objectives"]
+        pad = lambda low, high: (low - 0.04 * (high - low), high + 0.04 * (high - low))  # noqa: E731  points on the edge
+        space.set(xlim=pad(*frame[3]), ylim=pad(*frame[4]), ylabel=f"{ylabel} ({direction[ylabel]} {UP[direction[ylabel]]})",
+                  xlabel=xlabel if xlabel not in direction else f"{xlabel} ({direction[xlabel]} {RIGHT[direction[xlabel]]})")
+        curve.set(xlim=(0.5, frame[5] + 0.5), ylim=frame[6], xlabel="records", ylabel="hypervolume")
+        curve.xaxis.get_major_locator().set_params(integer=True)
+        figure.legend(*space.get_legend_handles_labels(), loc="upper center", ncol=4, fontsize="x-small", frameon=False)
+        self.move(data)
+        return list(a.values())
+
+    def move(self, data: dict) -> None:
+        xs, ys, _, _, ref = _xy(data)
+        at = {n: k for k, n in enumerate(data["number"])}
+        a = self.artists
+        for kind in ("dominated", "front"):
+            rows = [at[n] for n in data[kind]]
+            a[kind].set_offsets(offsets(xs[rows], ys[rows]))
+        newest = [at[data["newest"]]] if data["newest"] is not None else []
+        a["newest"].set_offsets(offsets(xs[newest], ys[newest]))
+        a["reference"].set_offsets(offsets([ref[0]], [ref[1]]) if ref[0] is not None and data["number"] else
+                                   np.empty((0, 2)))
+        path = np.array(data["staircase"]).reshape(-1, 2)
+        a["staircase"].set_data(path[:, 0], path[:, 1])
+        a["curve"].set_data(np.arange(1, len(data["hypervolume"]) + 1), data["hypervolume"])

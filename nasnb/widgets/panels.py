@@ -300,6 +300,7 @@ LIVE_PANELS: dict[str, Callable[[], Panel]] = {
     "nasnb.viz.search:plot_population": functools.partial(live_panel, "nasnb.viz.live:LivePopulation", "population"),
     "nasnb.viz.policy:plot_policy": functools.partial(live_panel, "nasnb.viz.policy:LivePolicy", "policy"),
     "nasnb.viz.alphas:plot_alphas": alphas_panel,
+    "nasnb.viz.pareto:plot_pareto": functools.partial(live_panel, "nasnb.viz.pareto:LivePareto", "pareto"),
 }
 
 
