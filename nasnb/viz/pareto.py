@@ -21,6 +21,9 @@ Objectives default to ``history.meta["objectives"]`` (NSGA2 writes them there), 
 the front is decided on all of them, so a front point may look dominated in the two shown, and the
 front's staircase (which only means something in 2-D) is not drawn. With one objective the x axis
 is the trial number.
+
+`LivePareto` is the same picture for a dashboard (`nasnb.viz.live`): drawn once, then its points
+and lines moved in place at each step; the dashboard's "pareto" panel (NSGA2's default) uses it.
 """
 from __future__ import annotations
 
@@ -160,6 +163,14 @@ def _xy(data: dict) -> tuple:
     return values[:, 0], values[:, 1], names[0], names[1], tuple(data["reference"][:2])
 
 
+def _labels(data: dict) -> tuple[str, str]:
+    """The axis labels, each objective's with an arrow to where better lies: 'lat (min ↓)'."""
+    _, _, xlabel, ylabel, _ = _xy(data)
+    direction = data["objectives"]
+    return (xlabel if xlabel not in direction else f"{xlabel} ({direction[xlabel]} {RIGHT[direction[xlabel]]})",
+            f"{ylabel} ({direction[ylabel]} {UP[direction[ylabel]]})")
+
+
 def plot_pareto(history, upto: int | None = None, ax=None, objectives=None):
     """The trials in objective space (first two objectives) and the hypervolume over the steps.
 
@@ -170,7 +181,7 @@ def plot_pareto(history, upto: int | None = None, ax=None, objectives=None):
     data = pareto_data(history, objectives, upto)
     front_ax, hv_ax, fig = _axes(ax)
     names = data["names"]
-    xs, ys, xlabel, ylabel, ref = _xy(data)
+    xs, ys, _, _, ref = _xy(data)
     at = {n: k for k, n in enumerate(data["number"])}
     dominated = [at[n] for n in data["dominated"]]
     front = [at[n] for n in data["front"]]
@@ -187,9 +198,7 @@ def plot_pareto(history, upto: int | None = None, ax=None, objectives=None):
     if data["newest"] is not None:
         k = at[data["newest"]]
         front_ax.scatter([xs[k]], [ys[k]], s=110, marker="*", color=CHILD, zorder=4, label="newest")
-    direction = data["objectives"]  # where better lies: an arrow after each axis label
-    front_ax.set(xlabel=xlabel if len(names) == 1 else f"{xlabel} ({direction[xlabel]} {RIGHT[direction[xlabel]]})",
-                 ylabel=f"{ylabel} ({direction[ylabel]} {UP[direction[ylabel]]})")
+    front_ax.set(xlabel=_labels(data)[0], ylabel=_labels(data)[1])
     shown = "" if len(names) <= 2 else f" (front on {len(names)} objectives, first two shown)"
     excluded = f", {len(data['excluded'])} not placed" if data["excluded"] else ""
     front_ax.set_title(f"{len(data['number'])} trials{excluded}{shown}", fontsize="medium")
@@ -254,11 +263,9 @@ class LivePareto(LiveFigure):
         }
         for artist in a.values():
             artist.set_animated(True)
-        _, _, xlabel, ylabel, _ = _xy(data)
-        direction = data["objectives"]
-        pad = lambda low, high: (low - 0.04 * (high - low), high + 0.04 * (high - low))  # noqa: E731  points on the edge
-        space.set(xlim=pad(*frame[3]), ylim=pad(*frame[4]), ylabel=f"{ylabel} ({direction[ylabel]} {UP[direction[ylabel]]})",
-                  xlabel=xlabel if xlabel not in direction else f"{xlabel} ({direction[xlabel]} {RIGHT[direction[xlabel]]})")
+        pad = lambda low, high: (low - 0.04 * (high - low), high + 0.04 * (high - low))  # noqa: E731 (edge points)
+        xlabel, ylabel = _labels(data)
+        space.set(xlim=pad(*frame[3]), ylim=pad(*frame[4]), xlabel=xlabel, ylabel=ylabel)
         curve.set(xlim=(0.5, frame[5] + 0.5), ylim=frame[6], xlabel="records", ylabel="hypervolume")
         curve.xaxis.get_major_locator().set_params(integer=True)
         figure.legend(*space.get_legend_handles_labels(), loc="upper center", ncol=4, fontsize="x-small", frameon=False)
