@@ -69,6 +69,7 @@ def main() -> None:
     finished = len(list(folder.glob("shard-*.json")))
     if finished == len(ranges):
         path = DATA / TABLES[protocol["name"]][0]
+        path.parent.mkdir(parents=True, exist_ok=True)  # nasnb/bench/data: git keeps no empty folder
         assemble(folder, protocol).save(path)
         print(f"assembled {path} ({path.stat().st_size / 1e6:.2f} MB)")
     else:
