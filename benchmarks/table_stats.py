@@ -47,7 +47,7 @@ def from_shards(folder: pathlib.Path):
     return val, seconds, cells
 
 
-def report(val: np.ndarray, seconds: np.ndarray, cells: list[int], workers: int = 2) -> None:
+def report(val: np.ndarray, seconds: np.ndarray, cells: list[int], workers: int = 2, val_size: int = 397) -> None:
     from scipy.stats import spearmanr
 
     from nasnb.bench import arch_index
@@ -73,6 +73,10 @@ def report(val: np.ndarray, seconds: np.ndarray, cells: list[int], workers: int 
         if keep.sum() > 10:
             print(f"  cells with mean val accuracy in [{lo:.1f}, {min(hi, 1):.1f}): {keep.sum()}, seed 0-1 "
                   f"Spearman {spearmanr(val[keep, 0], val[keep, 1])[0]:.3f}")
+    # Where the seed noise comes from: the binomial noise of counting val_size images, against all of it
+    seed_var, count_var = val.var(axis=1, ddof=1).mean(), (mean * (1 - mean) / val_size).mean()
+    print(f"seed-to-seed sd of a cell's accuracy {np.sqrt(seed_var):.3f}; of it, counting {val_size} images "
+          f"explains {100 * count_var / seed_var:.0f} % of the variance (the rest is the training seed)")
     print(f"training seconds: {seconds.sum():.0f} s in all, {seconds.mean():.2f} s a training; "
           f"{seconds.sum() / workers / 3600:.2f} h on {workers} one-thread workers")
 
@@ -97,7 +101,7 @@ def main() -> None:
         table.query(a)
     print(f"query: {len(archs) / (time.perf_counter() - start):,.0f} lookups/s")
     val = table.val_correct[:, :, -1] / table.val_size
-    report(val, table.train_seconds, [bench.arch_index(c) for c in table.cells])
+    report(val, table.train_seconds, [bench.arch_index(c) for c in table.cells], val_size=table.val_size)
     print("protocol:", json.dumps({k: table.meta[k] for k in ("data", "network", "epochs", "fit", "seeds", "threads")}))
 
 
