@@ -202,7 +202,8 @@ def record_from_dict(d: dict) -> Record:
 
 
 class History:
-    """Append-only list of records (Trials and Steps), plus the metric that is maximised."""
+    """Append-only list of records (Trials and Steps), plus the metric that is optimised (maximised,
+    unless the search's objectives in ``meta["objectives"]`` say "min" for it: `direction`)."""
 
     def __init__(self, records=(), metric: str = "val_accuracy", meta: dict | None = None):
         self._metric = metric
@@ -216,7 +217,7 @@ class History:
 
     @property
     def metric(self) -> str:
-        """The metric the search maximised (fixed: the running best is kept for it)."""
+        """The metric the search optimised (fixed: the running best is kept for it)."""
         return self._metric
 
     # ---------------------------------------------------------------- a sequence of records
@@ -231,8 +232,18 @@ class History:
         if isinstance(record, Trial):
             self._states[record.state] += 1
             score = record.score(self.metric)
-            if score is not None and (self._best is None or score > self._best.score(self.metric)):
+            if score is not None and (self._best is None or self._better(score, self._best.score(self.metric))):
                 self._best = record
+
+    def direction(self, metric: str | None = None) -> str:
+        """"max" or "min": how `metric` is optimised. "max" unless the search's objectives
+        (``meta["objectives"]``, which a multi-objective search such as NSGA2 writes) say "min"."""
+        objectives = self.meta.get("objectives")
+        direction = objectives.get(metric or self._metric, "max") if isinstance(objectives, dict) else "max"
+        return "min" if direction == "min" else "max"
+
+    def _better(self, a: float, b: float, metric: str | None = None) -> bool:
+        return a < b if self.direction(metric) == "min" else a > b
 
     def __len__(self) -> int:
         return len(self._records)
@@ -279,13 +290,15 @@ class History:
                 for r in self._records]
 
     def best(self, metric: str | None = None, upto: int | None = None) -> Trial | None:
-        """The complete trial with the highest finite metric among the first `upto` records (all by
-        default); the earliest one wins a tie. None when there is none."""
+        """The complete trial with the best finite metric among the first `upto` records (all by
+        default): the highest, or the lowest where `direction(metric)` is "min"; the earliest one
+        wins a tie. None when there is none."""
         metric = metric or self.metric
         if metric == self.metric and (upto is None or upto >= len(self._records)):
             return self._best
+        sign = -1.0 if self.direction(metric) == "min" else 1.0
         scored = [(t.score(metric), t) for t in self._records[:upto] if isinstance(t, Trial)]
-        scored = [(s, t) for s, t in scored if s is not None]
+        scored = [(sign * s, t) for s, t in scored if s is not None]
         return max(scored, key=lambda st: (st[0], -st[1].number))[1] if scored else None
 
     def front(self, objectives=None, upto: int | None = None) -> list[Trial]:
@@ -302,13 +315,13 @@ class History:
         return pareto_front(self, objectives, upto)
 
     def best_so_far(self, metric: str | None = None) -> list[float | None]:
-        """The anytime curve: after record i, the best score of the complete trials among 0..i
-        (None until the first one)."""
+        """The anytime curve: after record i, the best score (by `direction`) of the complete trials
+        among 0..i (None until the first one)."""
         metric = metric or self.metric
         curve, best = [], None
         for record in self._records:
             score = record.score(metric) if isinstance(record, Trial) else None
-            if score is not None and (best is None or score > best):
+            if score is not None and (best is None or self._better(score, best, metric)):
                 best = score
             curve.append(best)
         return curve

@@ -94,3 +94,17 @@ def test_a_record_of_an_unknown_kind_or_state_is_refused():
         Trial(0, "a", {}, state="done")
     with pytest.raises(ValueError, match="unknown"):
         History.from_dict({"metric": "m", "records": [{"number": 0, "metrics": {}, "arch": "a", "colour": 1}]})
+
+
+def test_a_minimised_objective_makes_best_and_the_anytime_curve_take_the_lowest():
+    latencies = [5.0, 3.0, float("nan"), 4.0, 1.5, 1.5, 2.0]
+    records = [Trial(i, f"a{i}", {"latency_ms": v}) for i, v in enumerate(latencies)]
+    h = History(records, metric="latency_ms", meta={"objectives": {"latency_ms": "min", "val_accuracy": "max"}})
+    assert h.direction() == "min" and h.direction("val_accuracy") == "max" and h.direction("params") == "max"
+    assert h.best().number == 4  # the lowest; the earlier of the two 1.5 s
+    assert h.best(upto=4).number == 1
+    assert h.best_so_far() == [5.0, 3.0, 3.0, 3.0, 1.5, 1.5, 1.5]
+    again = History.from_json(h.to_json())
+    assert again.best().number == 4 and again.best_so_far() == h.best_so_far()
+    plain = History(records, metric="latency_ms")  # no objectives: maximised, as before
+    assert plain.direction() == "max" and plain.best().number == 0

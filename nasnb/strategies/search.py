@@ -133,7 +133,8 @@ class Search(metaclass=_SnapshotAfterInit):
         """What the search does with its own new record before it is saved (Strategy: observe it)."""
 
     def best(self) -> Trial | None:
-        """The best complete trial so far (highest finite `metric`); None when there is none."""
+        """The best complete trial so far (highest finite `metric`, lowest where the history's
+        `direction` is "min"); None when there is none."""
         return self.history.best(self.metric)
 
     def subscribe(self, callback: Callable[[Record], None]) -> Callable[[], None]:
