@@ -245,6 +245,9 @@ class TrainEvaluator:
         test: also report test accuracy (the search must never select on it; it is for plots).
         **fit_kwargs: passed to `nasnb.train.fit` (batch_size, lr, device, amp, ...).
 
+    ``evaluator(arch, budget=b)`` trains for `b` epochs instead of `epochs`, from scratch, with the
+    learning-rate schedule over those `b` epochs (successive halving and Hyperband evaluate at budgets).
+
     Every argument, fit_kwargs included, is checked here, not at the first training.
     """
 
@@ -277,6 +280,7 @@ class TrainEvaluator:
             raise InvalidValueError(f"eval_split={self.fit_settings['eval_split']!r}: a TrainEvaluator reports "
                                     "val_accuracy and a search must never select on test data; leave eval_split out")
         self.cache: dict[Arch, dict] = {}  # canonical arch -> metrics of its training
+        self.budget_cache: dict[tuple, dict] = {}  # (canonical arch, epochs) -> metrics, other budgets than epochs
         self.costs: dict[Arch, dict] = {}  # arch -> its own params (and FLOPs)
         self.trainings = 0  # how many networks were actually trained (cache misses)
 
@@ -330,21 +334,26 @@ class TrainEvaluator:
             torch.manual_seed(self.seed)
             return space.build(arch, **kwargs)
 
-    def __call__(self, arch: Arch) -> dict:
+    def __call__(self, arch: Arch, budget: int | None = None) -> dict:
+        epochs = self.epochs if budget is None else check_positive_int("budget", budget, example=self.epochs)
         space = self.space or space_for(arch)
         arch = space.validate(arch)  # a plain, hashable value (a list or an array becomes a tuple)
         representative = space.canonical(arch)
-        if representative not in self.cache:
-            self.cache[representative] = self._train(representative)
+        if epochs == self.epochs:
+            cache, key = self.cache, representative
+        else:
+            cache, key = self.budget_cache, (representative, epochs)
+        if key not in cache:
+            cache[key] = self._train(representative, epochs)
         if arch not in self.costs:
             self.costs[arch] = self._costs(arch)
-        metrics = {**self.cache[representative], "trained_arch": space.format(representative), **self.costs[arch]}
+        metrics = {**cache[key], "trained_arch": space.format(representative), **self.costs[arch]}
         metrics["val_curve"] = list(metrics["val_curve"])  # the caller's copy, not the cache's list
         return {name: metrics[name] for name in self.metrics}
 
-    def evaluate(self, arch: Arch) -> dict:
-        """The same as ``evaluator(arch)``."""
-        return self(arch)
+    def evaluate(self, arch: Arch, budget: int | None = None) -> dict:
+        """The same as ``evaluator(arch, budget)``."""
+        return self(arch, budget)
 
     def _costs(self, arch: Arch) -> dict:
         """Parameters and FLOPs of `arch`'s own network: cheap, no training."""
@@ -354,11 +363,11 @@ class TrainEvaluator:
             costs["flops"] = train.count_flops(model, self.data.input_shape)
         return costs
 
-    def _train(self, arch: Arch) -> dict:
+    def _train(self, arch: Arch, epochs: int) -> dict:
         model = self.build(arch)
         start = time.perf_counter()
         with torch.random.fork_rng(devices=[]):
-            records = train.fit(model, self.data, self.epochs, seed=self.seed, **self.fit_kwargs)
+            records = train.fit(model, self.data, epochs, seed=self.seed, **self.fit_kwargs)
         metrics = {"seconds": time.perf_counter() - start}
         self.trainings += 1
         last = records[-1]
@@ -366,7 +375,7 @@ class TrainEvaluator:
             val_accuracy=last["val_accuracy"],
             train_accuracy=last["train_accuracy"],
             train_loss=last["loss"],
-            epochs=self.epochs,
+            epochs=epochs,
             val_curve=[r["val_accuracy"] for r in records],
         )
         if self.test:

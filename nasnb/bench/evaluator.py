@@ -19,6 +19,14 @@ class TableEvaluator:
     training time: what training `arch` for `epochs` epochs took when the table was built),
     ``trained_arch`` (the representative whose training it was), ``params`` and ``flops``.
 
+    ``evaluator(arch, budget=b)`` looks up `b` epochs instead of `epochs` (successive halving and
+    Hyperband evaluate at budgets): ``val_accuracy`` is the learning curve's value after epoch `b` and
+    ``seconds`` the simulated cost of `b` epochs (the recorded seconds times b / max_epochs: every
+    epoch costs the same). The curve is that of one training of ``max_epochs`` epochs with its
+    learning-rate schedule over all of them: the accuracy after epoch `b` is not that of a network
+    trained for `b` epochs with its own schedule (nasnb/bench/table.py), which is what a
+    TrainEvaluator with a budget does; budgets above ``max_budget`` (the table's epochs) are refused.
+
     Summing ``seconds`` over a search's trials gives its simulated wall-clock, the x-axis on which
     NAS papers compare strategies on a benchmark (NAS-Bench-201, Sec. 5): a strategy that needs
     fewer or cheaper trainings wins, not one with a faster lookup.
@@ -45,19 +53,26 @@ class TableEvaluator:
         self.epochs = table.max_epochs if epochs is None else check_int(
             "epochs", epochs, minimum=1, maximum=table.max_epochs, example=table.max_epochs)
         self.seed = seed
+        self.max_budget = table.max_epochs  # the most epochs a budget may ask for
         table.query(next(iter(table.space.enumerate())), self.epochs, seed)  # a bad seed fails now, not later
         self.lookups = 0
 
-    def __call__(self, arch) -> dict:
-        q = self.table.query(arch, self.epochs, self.seed)
+    def __call__(self, arch, budget: int | None = None) -> dict:
+        if budget is None:
+            epochs = self.epochs
+        elif type(budget) is int and 1 <= budget <= self.max_budget:  # the common case, checked cheaply
+            epochs = budget
+        else:
+            epochs = check_int("budget", budget, minimum=1, maximum=self.max_budget, example=self.max_budget)
+        q = self.table.query(arch, epochs, self.seed)
         self.lookups += 1
         return {"val_accuracy": q["val_accuracy"], "test_accuracy": q["test_accuracy"], "val_curve": q["val_curve"],
                 "epochs": q["epochs"], "seconds": q["train_seconds"], "trained_arch": q["arch"],
                 "params": q["params"], "flops": q["flops"]}
 
-    def evaluate(self, arch) -> dict:
-        """The same as ``evaluator(arch)``."""
-        return self(arch)
+    def evaluate(self, arch, budget: int | None = None) -> dict:
+        """The same as ``evaluator(arch, budget)``."""
+        return self(arch, budget)
 
     def settings(self) -> dict:
         """Everything that changes this evaluator's results (a resume with other settings is refused)."""

@@ -15,6 +15,10 @@ metric; "failed" when it raised, or returned NaN, an infinity or nothing for the
 is kept in `Trial.error`); "pruned" when told so. The search goes on after a failure, and `observe`
 only ever sees complete trials: a NaN never reaches a population or a controller's update.
 
+A proposal whose `info` has a ``"budget"`` (a number of epochs: successive halving, Hyperband) is
+evaluated as ``evaluator(arch, budget=info["budget"])``, by `step()` and on executors alike; an
+evaluator that takes no `budget` argument is refused with a clear error at the first such proposal.
+
 Proposals asked and not yet told are *pending*. They are part of the search's state (a checkpoint
 keeps them, and `step()` / `run()` evaluate them before asking for new ones), and `drop()` throws
 them away, so a proposal nobody will evaluate never skews what the strategy proposes next.
@@ -22,6 +26,7 @@ them away, so a proposal nobody will evaluate never skews what the strategy prop
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import time
 import traceback
@@ -178,7 +183,7 @@ class Strategy(Search):
         """One ask -> evaluate -> tell. The oldest pending proposal, if any, is evaluated first."""
         proposal = self._pending[0] if self._pending else self.ask()
         if id(proposal) not in self._finished:
-            self._finished[id(proposal)] = _evaluate(self.evaluator, proposal.arch)
+            self._finished[id(proposal)] = _evaluate(self.evaluator, proposal.arch, self._budget(proposal))
         metrics, seconds, error = self._finished[id(proposal)]
         return self.tell(proposal, metrics, seconds, error=error)
 
@@ -229,7 +234,7 @@ class Strategy(Search):
         # A batch interrupted half-told (a resumed checkpoint) is finished on its own first: asking
         # more now would ask them before its results are in, unlike the run that was interrupted.
         proposals = self._pending[:k] or [self.ask() for _ in range(k)]
-        futures = {id(p): executor.submit(_evaluate, self.evaluator, p.arch)
+        futures = {id(p): executor.submit(_evaluate, self.evaluator, p.arch, self._budget(p))
                    for p in proposals if id(p) not in self._finished}
         trials = []
         try:
@@ -248,6 +253,21 @@ class Strategy(Search):
             raise
         return trials
 
+    def _budget(self, proposal: Proposal):
+        """The budget `proposal` is to be evaluated at (None: the evaluator's own); an evaluator
+        that cannot take one is an error here, before anything is evaluated."""
+        budget = proposal.info.get("budget")
+        if budget is None:
+            return None
+        if getattr(self, "_budget_for", None) is not self.evaluator:  # read its signature once per evaluator
+            self._budget_for, self._takes_budget = self.evaluator, takes_budget(self.evaluator)
+        if not self._takes_budget:
+            raise InvalidTypeError(
+                f"{type(self).__name__} evaluates at budgets (this proposal: budget={short(budget)} epochs), but "
+                f"the evaluator {short(self.evaluator)} takes no budget argument; use one that does "
+                "(TrainEvaluator, TableEvaluator) or write it as def evaluate(arch, budget=None): ...")
+        return budget
+
     # ---------------------------------------------------------------- state
 
     def _pending_state(self) -> list:
@@ -258,11 +278,21 @@ class Strategy(Search):
         self._finished = {}
 
 
-def _evaluate(evaluator: Evaluator, arch: Arch) -> tuple:
+def takes_budget(evaluator) -> bool:
+    """True when ``evaluator(arch, budget=...)`` can be called (a `budget` parameter or **kwargs)."""
+    try:
+        parameters = inspect.signature(evaluator).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin): the call itself will say
+        return True
+    return any(p.kind is p.VAR_KEYWORD or p.name == "budget" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+               for p in parameters)
+
+
+def _evaluate(evaluator: Evaluator, arch: Arch, budget=None) -> tuple:
     """(metrics, seconds, error text): the evaluator's result, or why it failed. Runs in workers too."""
     start = time.perf_counter()
     try:
-        metrics = evaluator(arch)
+        metrics = evaluator(arch) if budget is None else evaluator(arch, budget=budget)
     except Exception as err:  # the trial fails, the search goes on (KeyboardInterrupt still stops it)
         return None, time.perf_counter() - start, _error_text(err)
     return metrics, time.perf_counter() - start, None
