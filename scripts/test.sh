@@ -36,4 +36,4 @@ echo "== running the tests"
 # file's module fixtures, the browser tests' JupyterLab among them, start once). On CI's 2 cores this
 # took the suite from 893 s to 496 s (benchmarks/README.md, "The test suite's time"). Extra
 # arguments come after and win: `bash scripts/test.sh -n 0` runs the tests one by one.
-exec "$PY" -m pytest -n auto --dist loadfile "$@"
+exec "$PY" -m pytest -n auto --dist loadfile --durations=25 "$@"  # the 25 slowest, for the 15-minute budget
