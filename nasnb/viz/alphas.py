@@ -47,6 +47,15 @@ def edge_labels(space: str, cell: str, num_edges: int) -> list[str]:
     return [f"{state(j)}{ARROW}{i}" for i in range(steps) for j in range(i + 2)]
 
 
+def edge_names(history: History, cell: str, num_edges: int) -> list[str]:
+    """The labels of a cell type's α rows: `history.meta["edge_names"][cell]` when the search wrote
+    them (ProxylessNAS: the layer names of a chain, 'stage0/layer1'), else `edge_labels`."""
+    names = (history.meta.get("edge_names") or {}).get(cell)
+    if isinstance(names, (list, tuple)) and len(names) == num_edges:
+        return [str(name) for name in names]
+    return edge_labels(history.meta.get("space"), cell, num_edges)
+
+
 def darts_steps(num_edges: int) -> int | None:
     """The number of intermediate nodes of a DARTS cell with `num_edges` edges (2 + 3 + ... + (n+1)
     = n(n+3)/2), or None when no n fits."""
@@ -85,10 +94,10 @@ def alpha_data(history: History, upto: int | None = None) -> dict:
         step: the number of the last of these records (None when there is none); steps: all their
             numbers, in order (the x axis of the trajectories);
         op_names: α's columns (`op_names_for`); space: history.meta["space"];
-        cells: per cell type (NB201: "cell"; DARTS: "normal", "reduce"), a dict with name, edges
-            (labels, `edge_labels`), weights (edge -> op: softmax(α) at `step`), strongest (per edge
-            the index of its largest weight) and trajectory (edge -> op -> one weight per entry of
-            `steps`);
+        cells: per cell type (NB201: "cell"; DARTS: "normal", "reduce"; a chain: "chain"), a dict
+            with name, edges (labels, `edge_names`), weights (edge -> op: softmax(α) at `step`),
+            strongest (per edge the index of its largest weight) and trajectory (edge -> op -> one
+            weight per entry of `steps`);
         derived: the derived architecture at `step` (its text), derived_since: the first step of the
             run of steps that ends at `step` and derives the same architecture (where it last changed);
         stage, tau: the last record's info["stage"] (P-DARTS) and info["tau"] (GDAS), None without.
@@ -114,7 +123,7 @@ def alpha_data(history: History, upto: int | None = None) -> dict:
         weights = [list(map(float, row)) for row in last.info["alphas"][cell]]
         trajectory = [[[float(r.info["alphas"][cell][e][o]) for r in records] for o in range(num_ops)]
                       for e in range(num_edges)]
-        cells.append({"name": cell, "edges": edge_labels(history.meta.get("space"), cell, num_edges),
+        cells.append({"name": cell, "edges": edge_names(history, cell, num_edges),
                       "weights": weights, "strongest": [max(range(num_ops), key=row.__getitem__) for row in weights],
                       "trajectory": trajectory})
 
