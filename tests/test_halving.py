@@ -223,6 +223,8 @@ def test_bad_arguments_are_refused_at_the_call():
                                 (dict(random_fraction=1.5), InvalidValueError, "random_fraction")]:
         with pytest.raises(error, match=name):
             Hyperband(SPACE, Recorder(), **{"max_budget": 9, **kwargs})
+    with pytest.raises(InvalidValueError, match="eta=2 start a bracket with 1073741824"):
+        Hyperband(SPACE, Recorder(), max_budget=2 ** 30, eta=2)  # 2^30 places at 1 epoch: refused, not allocated
     with pytest.raises(InvalidValueError, match="num_configs.*>= 9"):
         SuccessiveHalving(SPACE, Recorder(), max_budget=9, num_configs=8)  # n_2 = floor(8/9) = 0 would reach R
 

@@ -64,6 +64,7 @@ from nasnb.strategies.base import Strategy, takes_budget
 
 PROPOSERS = ("random", "evolution")
 REDRAWS = 10  # tries for an architecture not yet in its bracket
+MAX_CONFIGS = 100_000  # architectures one bracket may start: its places are kept in the search's state
 
 
 def max_bracket(max_budget: int, eta: int, min_budget: int = 1) -> int:
@@ -165,6 +166,11 @@ class SuccessiveHalving(Strategy):
         self.proposer = check_choice("proposer", proposer, PROPOSERS)
         self.random_fraction = check_probability("random_fraction", random_fraction)
         self.schedule = self._schedule()
+        widest = max(b["rungs"][0][0] for b in self.schedule)
+        if widest > MAX_CONFIGS:
+            raise InvalidValueError(f"max_budget={self.max_budget}, min_budget={self.min_budget}, eta={self.eta} "
+                                    f"start a bracket with {widest} architectures (more than {MAX_CONFIGS}); "
+                                    "e.g. max_budget=81, min_budget=1, eta=3")
         super().__init__(space, evaluator, metric=metric, seed=seed)
         self._next = 0  # how many brackets were opened (the next one is schedule[_next % len(schedule)])
         self._open: list[dict] = []  # brackets under way, oldest first (see _open_bracket)
