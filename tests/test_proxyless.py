@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import nasnb
-from nasnb.errors import InvalidTypeError, InvalidValueError
+from nasnb.errors import InvalidTypeError, InvalidValueError, TrainingDivergedError
 from nasnb.latency import LatencyTable, layer_shapes
 from nasnb.spaces import MobileNetSpace, NB201Space
 from nasnb.spaces.mobilenet_network import mbconv_params
@@ -244,6 +244,34 @@ def test_same_seed_same_history_and_a_resumed_run_equals_an_uninterrupted_one(da
         make(data, **{**settings, "latency_weight": 1.0}).run(5, checkpoint=tmp_path / "px", progress=False)
     other = make(data, seed=1).run(2, progress=False)
     assert [r.info["sampled"] for r in other] != [r.info["sampled"] for r in uninterrupted[:2]]
+
+
+def test_a_step_that_diverges_in_the_alpha_step_is_undone(data):
+    """NaN logits in the α step, after the weight update: the search is back as it was (weights,
+    momenta, α, BatchNorm statistics, streams, generator), then steps as a fresh search does."""
+    search, fresh = make(data, alpha_lr=0.1), make(data, alpha_lr=0.1)
+    search.step()
+    fresh.step()
+    before = search.state_dict()
+    forward, calls = search.net.forward, []
+
+    def nan_in_alpha_step(x, *args, **kwargs):
+        calls.append(kwargs.get("gates") is not None)
+        logits = forward(x, *args, **kwargs)
+        return logits * float("nan") if calls[-1] else logits
+
+    search.net.forward = nan_in_alpha_step
+    with pytest.raises(TrainingDivergedError, match="validation loss is nan"):
+        search.step()
+    assert calls == [False, True] and len(search.history) == 1
+    after = search.state_dict()
+    for name, value in before["extra"]["net"].items():
+        assert torch.equal(after["extra"]["net"][name], value), name
+    assert str(after["extra"]["w_optimizer"]) == str(before["extra"]["w_optimizer"])
+    assert str(after["extra"]["alpha_optimizer"]) == str(before["extra"]["alpha_optimizer"])
+    assert torch.equal(after["torch_generator"], before["torch_generator"])
+    del search.net.forward
+    assert search.step().info == fresh.step().info
 
 
 def test_derived_is_the_argmax_per_layer_and_the_alphas_view_reads_the_history(data):

@@ -198,6 +198,7 @@ class ProxylessNAS(OneShotSearch):
                                            nesterov=self.w_momentum > 0, weight_decay=self.w_weight_decay)
         self.alpha_optimizer = torch.optim.Adam(self.net.arch_parameters(), lr=self.alpha_lr, betas=self.alpha_betas,
                                                 weight_decay=self.alpha_weight_decay)
+        self._w_backup = None  # what the weight update changed, while a step runs (_undone_if_diverged)
         self.history.meta.update(op_names=list(self.net.op_names),
                                  edge_names={CELL: [layer.name for layer in space.layers]})
 
@@ -274,7 +275,7 @@ class ProxylessNAS(OneShotSearch):
         train_loss.backward(inputs=weights)
         norm = torch.nn.utils.clip_grad_norm_(weights, self.grad_clip if self.grad_clip is not None else math.inf)
         self._check_finite("weight gradient", norm)
-        self.w_optimizer.step()
+        self._weight_update(weights)
         metrics = {"train_loss": float(train_loss.detach()),
                    "train_accuracy": float((logits.argmax(1) == y).float().mean()), "w_lr": lr}
         info = {"sampled": self.space.format(self.net.ops_to_arch(sampled))}
@@ -332,16 +333,41 @@ class ProxylessNAS(OneShotSearch):
 
     @contextlib.contextmanager
     def _undone_if_diverged(self):
-        """OneShotSearch's: on a TrainingDivergedError the search is put back as it was before the
-        step. The snapshot clones the tensors (`clone_tree`) instead of deep-copying the state: the
-        same copy, without copy.deepcopy's per-tensor overhead, which was most of a small step here."""
-        before = clone_tree(self._extra_state()), self.torch_generator.get_state()
+        """OneShotSearch's promise: on a TrainingDivergedError the search is put back as it was
+        before the step, and nothing is recorded. The snapshot holds only what a step can change,
+        so that it costs no more memory than one sub-network: now α and its optimiser, every
+        BatchNorm statistic and the streams; just before the weight update, the weights and momenta
+        of the sampled sub-network (the only ones with a gradient: SGD leaves the others alone)."""
+        before = clone_tree({"alpha": self.net.alpha[CELL], "alpha_optimizer": self.alpha_optimizer.state_dict(),
+                             "buffers": dict(self.net.named_buffers()), "streams": self._streams_state()})
+        generator, self._w_backup = self.torch_generator.get_state(), None
         try:
             yield
         except TrainingDivergedError:
-            self._load_extra_state(before[0])
-            self.torch_generator.set_state(before[1])
+            with torch.no_grad():
+                if self._w_backup is not None:
+                    for param, (value, state) in self._w_backup.items():
+                        param.copy_(value)
+                        if state is None:
+                            self.w_optimizer.state.pop(param, None)
+                        else:
+                            self.w_optimizer.state[param] = state
+                self.net.alpha[CELL].copy_(before["alpha"])
+                for name, buffer in self.net.named_buffers():
+                    buffer.copy_(before["buffers"][name])
+            self.alpha_optimizer.load_state_dict(before["alpha_optimizer"])
+            self._load_streams(before["streams"])
+            self.torch_generator.set_state(generator)
             raise
+        finally:
+            self._w_backup = None
+
+    def _weight_update(self, weights: list) -> None:
+        """w_optimizer.step(), after a copy of what it changes (for `_undone_if_diverged`)."""
+        changing = [p for p in weights if p.grad is not None]
+        self._w_backup = {p: (p.detach().clone(), clone_tree(self.w_optimizer.state[p]) if p in self.w_optimizer.state
+                              else None) for p in changing}
+        self.w_optimizer.step()
 
     def _lower_learning_rates(self) -> str:
         return (f"the learning rates are probably too high for this supernet; try e.g. w_lr={self.w_lr / 10:g} "
