@@ -127,6 +127,7 @@ class LayerSpace(SpaceValue):
         self._spec["start"] = Layer("start")
         self._action_cache: dict = {}  # (layer, depth, bin, fc) -> actions
         self._count_cache: dict = {}  # state -> number of archs that complete it
+        self._draw_cache: dict = {}  # state -> (actions, cumulative share of the archs each leads to)
 
     def __repr__(self) -> str:
         return (f"LayerSpace(image_size={self.image_size}, max_depth={self.max_depth}, conv_filters={self.conv_filters}, "
@@ -306,10 +307,12 @@ class LayerSpace(SpaceValue):
         (MetaQNN's exploration, ε = 1, is a different distribution: uniform per step.)"""
         rng, state, tokens = as_rng(rng), self.start_state(), []
         while state is not None:
-            actions = self.actions(state)
-            counts = np.array([1 if t in TERMINALS else self.count(self.transition(state, t)) for t in actions], float)
-            token = actions[min(int(np.searchsorted(np.cumsum(counts) / counts.sum(), rng.random(), side="right")),
-                                len(actions) - 1)]
+            if state not in self._draw_cache:
+                actions = self.actions(state)
+                counts = [1 if t in TERMINALS else self.count(self.transition(state, t)) for t in actions]
+                self._draw_cache[state] = (actions, np.cumsum(counts) / sum(counts))
+            actions, cumulative = self._draw_cache[state]
+            token = actions[min(int(np.searchsorted(cumulative, rng.random(), side="right")), len(actions) - 1)]
             tokens.append(token)
             state = self.transition(state, token)
         return tuple(tokens)
