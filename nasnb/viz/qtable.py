@@ -138,8 +138,10 @@ def _draw_table(data: dict, ax) -> None:
     for row, step in enumerate(path):
         for action, q in zip(step["actions"], step["q"]):
             grid[row, columns.index(action)] = q
-    image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", aspect="auto", interpolation="nearest")
-    image.cmap.set_bad("#EEEEEE")  # an action the state does not allow
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"].with_extremes(bad="#EEEEEE")  # grey: an action the state does not allow
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, aspect="auto", interpolation="nearest")
     for row, step in enumerate(path):
         col = columns.index(step["action"])
         ax.add_patch(Rectangle((col - 0.5, row - 0.5), 1, 1, fill=False, edgecolor="#D55E00", lw=2))
