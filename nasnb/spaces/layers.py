@@ -35,7 +35,6 @@ from __future__ import annotations
 import re
 from typing import Iterator, NamedTuple, Sequence
 
-import networkx as nx
 import numpy as np
 
 from nasnb.checks import check_int, short
@@ -383,24 +382,15 @@ class LayerSpace(SpaceValue):
 
     # ------------------------------------------------------------------ graph and network
 
-    def to_graph(self, arch, cell: str | None = None) -> nx.DiGraph:
+    def to_graph(self, arch, cell: str | None = None):
         """The chain: node k is the representation after k layers (label 'channels@n×n', or the FC
         width), edge k the token that made it, the last node the logits."""
         arch = self.validate(arch)
         if cell is not None and not (isinstance(cell, str) and cell == "chain"):
             raise InvalidValueError(f"a LayerSpace network is one chain; cell must be None or 'chain', not {short(cell)}")
-        g = nx.DiGraph(space=self.name, cell="chain", arch=self.format(arch))
-        g.add_node(0, label=f"{self.image_size}×{self.image_size}", role="input", size=self.image_size)
-        channels = None
-        for k, (state, token) in enumerate(zip(self._walk(arch)[1:], arch), start=1):
-            last = state is None
-            spec = self._spec[token]
-            channels = spec.width if spec.kind in ("C", "FC") else channels
-            label = "logits" if last else str(spec.width) if spec.kind == "FC" else \
-                f"{channels or ''}@{state.size}×{state.size}".lstrip("@")
-            g.add_node(k, label=label, role="output" if last else "intermediate", size=None if last else state.size)
-            g.add_edge(k - 1, k, op=token, kind=spec.kind)
-        return g
+        from nasnb.spaces.layers_network import layer_graph
+
+        return layer_graph(self, arch, self._walk(arch)[1:], [self._spec[t] for t in arch])
 
     def build(self, arch, num_classes: int = 10, in_channels: int = 1, batch_norm: bool = True):
         """The network of `arch` (layers_network.py); batch_norm after each conv (the authors' code

@@ -15,8 +15,23 @@ code inserts every two layers, is left out: these networks train for a few epoch
 """
 from __future__ import annotations
 
+import networkx as nx
 import torch
 from torch import nn
+
+
+def layer_graph(space, arch: tuple, states: list, specs: list) -> nx.DiGraph:
+    """LayerSpace.to_graph's chain: `states` after each token (None after the terminal), `specs` its Layers."""
+    g = nx.DiGraph(space=space.name, cell="chain", arch=space.format(arch))
+    g.add_node(0, label=f"{space.image_size}×{space.image_size}", role="input", size=space.image_size)
+    channels = None
+    for k, (state, token, spec) in enumerate(zip(states, arch, specs), start=1):
+        last = state is None
+        channels = spec.width if spec.kind in ("C", "FC") else channels
+        label = "logits" if last else str(spec.width) if spec.kind == "FC" else f"{channels}@{state.size}×{state.size}"
+        g.add_node(k, label=label, role="output" if last else "intermediate", size=None if last else state.size)
+        g.add_edge(k - 1, k, op=token, kind=spec.kind)
+    return g
 
 
 class LayerNetwork(nn.Module):
