@@ -18,8 +18,8 @@ from nasnb.errors import InvalidTypeError, InvalidValueError, TrainingDivergedEr
 from nasnb.latency import LatencyTable, layer_shapes
 from nasnb.spaces import MobileNetSpace, NB201Space
 from nasnb.spaces.mobilenet_network import mbconv_params
-from nasnb.spaces.mobilenet_supernet import MobileNetSupernet
-from nasnb.strategies.proxyless import ProxylessNAS, binary_connect_gradient, rescale_pair
+from nasnb.spaces.mobilenet_supernet import MobileNetSupernet, binary_connect_gradient, rescale_pair
+from nasnb.strategies.proxyless import ProxylessNAS, expected_latency
 from nasnb.strategies.reinforce import one_thread
 from nasnb.viz.alphas import alpha_data
 
@@ -81,7 +81,8 @@ def test_binary_connect_gradient_equals_finite_differences(two_paths):
     for index in np.ndindex(alpha.shape):
         step = np.zeros_like(alpha)
         step[index] = h
-        fd[index] = (expected_gated_loss(alpha + step, G, paths) - expected_gated_loss(alpha - step, G, paths)) / (2 * h)
+        plus, minus = expected_gated_loss(alpha + step, G, paths), expected_gated_loss(alpha - step, G, paths)
+        fd[index] = (plus - minus) / (2 * h)
     np.testing.assert_allclose(grad, fd, atol=1e-8)
     assert np.all(grad[~paths] == 0.0)  # only the sampled paths' α move
     # the formula Σ_j G_j p_j (δ_ij − p_i) written out for row 0
@@ -160,8 +161,6 @@ def test_expected_latency_equals_a_hand_sum_and_its_gradient_finite_differences(
                * table.predict(arch) for arch in itertools.product(*(layer.options for layer in SPACE.layers)))
     assert math.isclose(search.expected_latency(), mean, rel_tol=1e-6)
     # its gradient in α (autograd through softmax) against central differences of the hand sum
-    from nasnb.strategies.proxyless import expected_latency
-
     a = torch.tensor(alpha, requires_grad=True)
     value = expected_latency(F.softmax(search.net.masked_alpha(a), -1), search.seconds, table.fixed)
     (grad,) = torch.autograd.grad(value, a)
@@ -176,14 +175,14 @@ def test_expected_latency_equals_a_hand_sum_and_its_gradient_finite_differences(
 
 def test_a_larger_latency_weight_gives_a_lower_expected_latency(data):
     table = hand_table()
-    """Seeds 0-3 here: λ = 5 ends at 0.38-0.40 of uniform p's searched-layer latency, 0.31-0.53 of λ = 0's."""
+    """Seeds 0-4 here: λ = 5 ends at 0.36-0.41 of uniform p's searched-layer latency, 0.35-0.56 of λ = 0's."""
     free = make(data, latency_table=table, latency_weight=0.0, alpha_lr=0.2).run(20, progress=False)
     costly = make(data, latency_table=table, latency_weight=5.0, alpha_lr=0.2).run(20, progress=False)
     uniform = 1e3 * make(data, latency_table=table).latency_reference
     fixed_ms = 1e3 * table.fixed
     free_ms, costly_ms = (h[-1].metrics["expected_latency_ms"] - fixed_ms for h in (free, costly))
     assert costly_ms < 0.55 * (uniform - fixed_ms)  # far below uniform p
-    assert costly_ms < 0.75 * free_ms
+    assert costly_ms < 0.8 * free_ms
     assert costly[-1].metrics["latency_loss"] > 0 and free[-1].metrics["latency_loss"] == 0
 
 
@@ -196,6 +195,10 @@ def test_a_step_runs_one_block_per_layer_for_w_and_two_for_alpha(data):
         for op, block in layer.blocks.items():
             calls[row, op] = 0
             block.register_forward_hook(lambda *_, key=(row, op): calls.__setitem__(key, calls[key] + 1))
+    with_grad = {}  # (layer, op) -> whether every parameter of the block has a gradient at the weight update
+    search.w_optimizer.register_step_pre_hook(lambda *_: with_grad.update(
+        {(row, op): [p.grad is not None for p in block.parameters()] for row, layer in enumerate(search.net.layers)
+         for op, block in layer.blocks.items()}))
     record = search.step()
     sampled = SPACE.parse(record.info["sampled"])
     active = SPACE.parse(record.info["active"])
@@ -203,12 +206,10 @@ def test_a_step_runs_one_block_per_layer_for_w_and_two_for_alpha(data):
     for row, layer in enumerate(search.net.layers):
         expected = {op: [sampled[row], active[row], inactive[row]].count(op) for op in layer.options}
         assert {op: calls[row, op] for op in layer.options} == expected  # 3 calls, not 4-5 blocks x 2
-        for op, block in layer.blocks.items():  # only the weight step's blocks got gradients
-            grads = [p.grad for p in block.parameters()]
-            if op == sampled[row]:
-                assert grads and all(g is not None and g.abs().sum() > 0 for g in grads) or op == "Zero"
-            else:
-                assert all(g is None for g in grads)
+        for op in layer.options:  # only the weight step's blocks have gradients when SGD steps
+            assert with_grad[row, op] == ([op == sampled[row]] * len(with_grad[row, op]))
+        assert sampled[row] == "Zero" or with_grad[row, sampled[row]]  # an MBConv has parameters
+    assert all(p.grad is None for p in search.net.parameters())  # spent gradients are freed
 
 
 def test_the_alpha_step_moves_only_the_two_sampled_paths(data):
@@ -246,24 +247,25 @@ def test_same_seed_same_history_and_a_resumed_run_equals_an_uninterrupted_one(da
     assert [r.info["sampled"] for r in other] != [r.info["sampled"] for r in uninterrupted[:2]]
 
 
-def test_a_step_that_diverges_in_the_alpha_step_is_undone(data):
-    """NaN logits in the α step, after the weight update: the search is back as it was (weights,
-    momenta, α, BatchNorm statistics, streams, generator), then steps as a fresh search does."""
+def test_a_step_that_diverges_in_the_weight_step_is_undone(data):
+    """NaN logits in the weight step, after the α update: the search is back as it was (α and its
+    optimiser, weights, momenta, BatchNorm statistics, streams, generator), then steps as a fresh
+    search does."""
     search, fresh = make(data, alpha_lr=0.1), make(data, alpha_lr=0.1)
     search.step()
     fresh.step()
     before = search.state_dict()
     forward, calls = search.net.forward, []
 
-    def nan_in_alpha_step(x, *args, **kwargs):
-        calls.append(kwargs.get("gates") is not None)
+    def nan_in_weight_step(x, *args, **kwargs):
+        calls.append(kwargs.get("gates") is None)
         logits = forward(x, *args, **kwargs)
         return logits * float("nan") if calls[-1] else logits
 
-    search.net.forward = nan_in_alpha_step
-    with pytest.raises(TrainingDivergedError, match="validation loss is nan"):
+    search.net.forward = nan_in_weight_step
+    with pytest.raises(TrainingDivergedError, match="training loss is nan"):
         search.step()
-    assert calls == [False, True] and len(search.history) == 1
+    assert calls == [False, True] and len(search.history) == 1  # the α step ran, then the weight step
     after = search.state_dict()
     for name, value in before["extra"]["net"].items():
         assert torch.equal(after["extra"]["net"][name], value), name

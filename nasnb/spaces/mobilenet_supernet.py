@@ -20,7 +20,8 @@ Three ways to run it, chosen by the arguments of `forward`:
   where a is the active path and b the other sampled one. o_b runs without autograd (no_grad, as
   the authors' ``oi.detach()``): it stores nothing for backward but its output, so the memory stays
   that of one sub-network plus one feature map per layer, while ∂L/∂g_b = <∂L/∂out, o_b(x)> is
-  still exact. ∂L/∂g is what the BinaryConnect gradient of α is made of (strategies/proxyless.py).
+  still exact. ∂L/∂g is what the BinaryConnect gradient of α is made of (`binary_connect_gradient`,
+  used by strategies/proxyless.py, with `rescale_pair`).
 * ``net(x)``: the DARTS-style relaxation Σ_i softmax(α)_i · o_i(x), every block running (all
   paths in memory). ProxylessNAS avoids it; it is here to compare against (benchmarks/).
 
@@ -45,6 +46,30 @@ from nasnb.spaces.supernet import ALPHA_INIT_SCALE
 
 CELL = "chain"  # the one "cell type" of a chain space: α is {"chain": (num_layers, num_ops)}
 
+
+# ------------------------------------------------------------------------- α from binary gates
+
+def binary_connect_gradient(gate_grads: torch.Tensor, alpha: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
+    """∂L/∂α_i = Σ_j ∂L/∂g_j · q_j (δ_ij − q_i) per row, q = softmax of α over the row's `paths`
+    (a bool mask: the two sampled ops, or every option). Entries outside `paths` get 0.
+
+    gate_grads, alpha, paths: (num_layers, num_ops). Uses Σ_j G_j q_j (δ_ij − q_i) = q_i (G_i − Σ_j q_j G_j):
+    the gates stand in for the probabilities they are drawn with (BinaryConnect, Courbariaux et al. 2015).
+    """
+    q = F.softmax(alpha.masked_fill(~paths, float("-inf")), dim=-1)  # (L, N), 0 outside the paths
+    g = gate_grads.masked_fill(~paths, 0.0)
+    return q * (g - (q * g).sum(dim=-1, keepdim=True))
+
+
+def rescale_pair(alpha: torch.Tensor, before: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
+    """α with the `paths` entries of each row shifted by log(Σ_paths e^α / Σ_paths e^before):
+    Σ_paths e^α is back to what it was, so softmax(α) of every other entry is that of `before`."""
+    offset = (torch.logsumexp(alpha.masked_fill(~paths, float("-inf")), dim=-1, keepdim=True)
+              - torch.logsumexp(before.masked_fill(~paths, float("-inf")), dim=-1, keepdim=True))  # (L, 1)
+    return torch.where(paths, alpha - offset, alpha)
+
+
+# ------------------------------------------------------------------------- the network
 
 class MixedLayer(nn.Module):
     """ProxylessNAS's MixedEdge: one block per option of a layer, each with its own weights.
@@ -211,6 +236,7 @@ class MobileNetSupernet(nn.Module):
             column = check_int(f"{name}[{row}]", column, minimum=0, maximum=len(self.op_names) - 1)
             if column not in layer.columns:
                 raise InvalidValueError(f"{name}[{row}] = {column} ({self.op_names[column]!r}) is not an option of "
-                                        f"layer {layer.name}; choose from {list(layer.columns)} ({list(layer.options)})")
+                                        f"layer {layer.name}; choose from {list(layer.columns)} "
+                                        f"({list(layer.options)})")
             checked.append(column)
         return tuple(checked)

@@ -6,18 +6,23 @@ small proxy; ProxylessNAS keeps the full supernet of a MobileNetSpace (spaces/mo
 but *binarises the paths*: with p = softmax(α) per layer, a binary gate g (one-hot) picks ONE block
 per layer (Sec. 3.1, eq. 3), so a step costs the memory of one sub-network. Each `step()`:
 
-1. weight step (train batch): sample one op per layer from p, run and train only those blocks
-   (the others get no gradient, not even weight decay: the authors set their grads to None);
-2. α step (val batch), after `warmup_steps`: per layer sample TWO ops from p (without replacement;
+1. α step (val batch), after `warmup_steps`: per layer sample TWO ops from p (without replacement;
    the paper's memory-saving trick, Sec. 3.2.1), rescale their α to q = softmax(α_a, α_b), pick the
    active one a from q (g_a = 1, g_b = 0), run the gated network (the inactive block without
    autograd) and take the BinaryConnect gradient (Sec. 3.2.1, after Courbariaux et al., 2015):
 
-       ∂L/∂α_i = Σ_j ∂L/∂g_j · q_j (δ_ij − q_i) = q_i (∂L/∂g_i − Σ_j q_j ∂L/∂g_j)      (i, j ∈ {a, b})
+       ∂L/∂α_i = Σ_j ∂L/∂g_j · q_j (δ_ij − q_i) = q_i (∂L/∂g_i − Σ_j q_j ∂L/∂g_j)    (i, j ∈ {a, b})
 
    then one Adam step on α_a, α_b (the other α are put back as they were), then shift α_a and α_b
    by the same offset so that exp(α_a) + exp(α_b) is what it was: every other op's probability
    is unchanged (the authors' `rescale_updated_arch_param`).
+2. weight step (train batch): sample one op per layer from p, run and train only those blocks
+   (the others get no gradient, not even weight decay: the authors set their grads to None).
+
+The α step comes first, as in this library's DARTS: every check that can stop a step (a NaN loss
+or gradient) then comes before the weight update, so undoing a diverged step needs no copy of the
+weights. The authors train w first in each iteration; after the first step the alternation is the
+same, and `warmup_steps` trains w alone first, as their 40 warm-up epochs do.
 
 Latency (Sec. 3.3): with a `LatencyTable` (nasnb/latency.py) of the target device, a network's
 latency is predicted as fixed + Σ_layers lat(op, shape), so its expectation under p is
@@ -36,7 +41,8 @@ recorded `expected_latency_ms` is the full one, over p.
 Where this departs from the authors' code: when Zero is the active path, their block returns x and
 skips the α update of that layer; here the layer still outputs g_a·x + g_b·o_b(x) and its α are
 updated by the same formula (∂L/∂g_b = <∂L/∂out, o_b(x)> is informative). One α update per weight
-step (theirs: one every 5), plain cross-entropy (theirs: label smoothing 0.1).
+step (theirs: one every 5), plain cross-entropy (theirs: label smoothing 0.1). Their default
+binary mode is 'full_v2' (every path in the α step's backward, without autograd); this is 'two'.
 """
 from __future__ import annotations
 
@@ -54,30 +60,11 @@ from nasnb.errors import InvalidTypeError, InvalidValueError, TrainingDivergedEr
 from nasnb.history import Step
 from nasnb.spaces.mobilenet import MobileNetSpace
 from nasnb.spaces.mobilenet_network import ZERO
-from nasnb.spaces.mobilenet_supernet import CELL, MobileNetSupernet
+from nasnb.spaces.mobilenet_supernet import CELL, MobileNetSupernet, binary_connect_gradient, rescale_pair
 from nasnb.strategies.oneshot import OneShotSearch
 
 
-# ------------------------------------------------------------------------- the maths, as functions
-
-def binary_connect_gradient(gate_grads: torch.Tensor, alpha: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
-    """∂L/∂α_i = Σ_j ∂L/∂g_j · q_j (δ_ij − q_i) per row, q = softmax of α over the row's `paths`
-    (a bool mask: the two sampled ops, or every option). Entries outside `paths` get 0.
-
-    gate_grads, alpha, paths: (num_layers, num_ops). Uses Σ_j G_j q_j (δ_ij − q_i) = q_i (G_i − Σ_j q_j G_j).
-    """
-    q = F.softmax(alpha.masked_fill(~paths, float("-inf")), dim=-1)  # (L, N), 0 outside the paths
-    g = gate_grads.masked_fill(~paths, 0.0)
-    return q * (g - (q * g).sum(dim=-1, keepdim=True))
-
-
-def rescale_pair(alpha: torch.Tensor, before: torch.Tensor, paths: torch.Tensor) -> torch.Tensor:
-    """α with the `paths` entries of each row shifted by log(Σ_paths e^α / Σ_paths e^before):
-    Σ_paths e^α is back to what it was, so softmax(α) of every other entry is that of `before`."""
-    offset = (torch.logsumexp(alpha.masked_fill(~paths, float("-inf")), dim=-1, keepdim=True)
-              - torch.logsumexp(before.masked_fill(~paths, float("-inf")), dim=-1, keepdim=True))  # (L, 1)
-    return torch.where(paths, alpha - offset, alpha)
-
+# ------------------------------------------------------------------------- latency and snapshots
 
 def latency_matrix(table, net: MobileNetSupernet) -> torch.Tensor:
     """(num_layers, num_ops) seconds: each layer's table entry for each of its ops (Zero and absent ops 0).
@@ -198,7 +185,6 @@ class ProxylessNAS(OneShotSearch):
                                            nesterov=self.w_momentum > 0, weight_decay=self.w_weight_decay)
         self.alpha_optimizer = torch.optim.Adam(self.net.arch_parameters(), lr=self.alpha_lr, betas=self.alpha_betas,
                                                 weight_decay=self.alpha_weight_decay)
-        self._w_backup = None  # what the weight update changed, while a step runs (_undone_if_diverged)
         self.history.meta.update(op_names=list(self.net.op_names),
                                  edge_names={CELL: [layer.name for layer in space.layers]})
 
@@ -238,8 +224,8 @@ class ProxylessNAS(OneShotSearch):
     # ---------------------------------------------------------------- one step
 
     def step(self) -> Step:
-        """One weight step (one sampled path per layer) then one α step (two paths per layer; not
-        in warm-up), recorded as a Step (class docstring). A NaN or infinite loss or gradient
+        """One α step (two paths per layer; not in warm-up) then one weight step (one sampled path
+        per layer), recorded as a Step (class docstring). A NaN or infinite loss or gradient
         raises TrainingDivergedError and leaves the search as it was; nothing is recorded."""
         start = time.perf_counter()
         step = len(self.history)
@@ -261,10 +247,18 @@ class ProxylessNAS(OneShotSearch):
                                  arch=info["derived"]))
 
     def _update(self, step: int) -> tuple[dict, dict]:
+        # 1. α step: two paths per layer, BinaryConnect gradient, rescale
+        active, inactive = self.sample_pairs()
+        x, y = self._next_batch("val")
+        val_loss, val_logits, latency_loss = self._alpha_step(x, y, active, inactive, step >= self.warmup_steps)
+        metrics = {"val_loss": float(val_loss), "val_accuracy": float((val_logits.argmax(1) == y).float().mean())}
+        if latency_loss is not None:
+            metrics["latency_loss"] = latency_loss
+
+        # 2. weight step: one path per layer, only its blocks train
         lr = self.current_w_lr()
         for group in self.w_optimizer.param_groups:
             group["lr"] = lr
-        # 1. weight step: one path per layer, only its blocks train
         sampled = self.sample_paths()
         x, y = self._next_batch("train")
         logits = self.net(x, ops=sampled)  # (B, num_classes)
@@ -275,21 +269,13 @@ class ProxylessNAS(OneShotSearch):
         train_loss.backward(inputs=weights)
         norm = torch.nn.utils.clip_grad_norm_(weights, self.grad_clip if self.grad_clip is not None else math.inf)
         self._check_finite("weight gradient", norm)
-        self._weight_update(weights)
-        metrics = {"train_loss": float(train_loss.detach()),
-                   "train_accuracy": float((logits.argmax(1) == y).float().mean()), "w_lr": lr}
-        info = {"sampled": self.space.format(self.net.ops_to_arch(sampled))}
-
-        # 2. α step: two paths per layer, BinaryConnect gradient, rescale
-        active, inactive = self.sample_pairs()
-        x, y = self._next_batch("val")
-        update = step >= self.warmup_steps
-        val_loss, val_logits, latency_loss = self._alpha_step(x, y, active, inactive, update)
-        metrics.update(val_loss=float(val_loss), val_accuracy=float((val_logits.argmax(1) == y).float().mean()))
-        if latency_loss is not None:
-            metrics["latency_loss"] = latency_loss
-        info.update(active=self.space.format(self.net.ops_to_arch(active)),
-                    inactive=[None if c is None else self.net.op_names[c] for c in inactive])
+        self.w_optimizer.step()
+        self.w_optimizer.zero_grad(set_to_none=True)  # spent: free them before the next step's α step
+        metrics.update(train_loss=float(train_loss.detach()),
+                       train_accuracy=float((logits.argmax(1) == y).float().mean()), w_lr=lr)
+        info = {"active": self.space.format(self.net.ops_to_arch(active)),
+                "inactive": [None if c is None else self.net.op_names[c] for c in inactive],
+                "sampled": self.space.format(self.net.ops_to_arch(sampled))}
         return metrics, info
 
     def _alpha_step(self, x, y, active: list, inactive: list, update: bool):
@@ -334,24 +320,16 @@ class ProxylessNAS(OneShotSearch):
     @contextlib.contextmanager
     def _undone_if_diverged(self):
         """OneShotSearch's promise: on a TrainingDivergedError the search is put back as it was
-        before the step, and nothing is recorded. The snapshot holds only what a step can change,
-        so that it costs no more memory than one sub-network: now α and its optimiser, every
-        BatchNorm statistic and the streams; just before the weight update, the weights and momenta
-        of the sampled sub-network (the only ones with a gradient: SGD leaves the others alone)."""
+        before the step, and nothing is recorded. Every check comes before the weight update, so
+        the snapshot holds only what may have changed by then: α and its optimiser, BatchNorm's
+        statistics and the streams (no copy of the weights: it costs no sub-network's memory)."""
         before = clone_tree({"alpha": self.net.alpha[CELL], "alpha_optimizer": self.alpha_optimizer.state_dict(),
                              "buffers": dict(self.net.named_buffers()), "streams": self._streams_state()})
-        generator, self._w_backup = self.torch_generator.get_state(), None
+        generator = self.torch_generator.get_state()
         try:
             yield
         except TrainingDivergedError:
             with torch.no_grad():
-                if self._w_backup is not None:
-                    for param, (value, state) in self._w_backup.items():
-                        param.copy_(value)
-                        if state is None:
-                            self.w_optimizer.state.pop(param, None)
-                        else:
-                            self.w_optimizer.state[param] = state
                 self.net.alpha[CELL].copy_(before["alpha"])
                 for name, buffer in self.net.named_buffers():
                     buffer.copy_(before["buffers"][name])
@@ -359,15 +337,6 @@ class ProxylessNAS(OneShotSearch):
             self._load_streams(before["streams"])
             self.torch_generator.set_state(generator)
             raise
-        finally:
-            self._w_backup = None
-
-    def _weight_update(self, weights: list) -> None:
-        """w_optimizer.step(), after a copy of what it changes (for `_undone_if_diverged`)."""
-        changing = [p for p in weights if p.grad is not None]
-        self._w_backup = {p: (p.detach().clone(), clone_tree(self.w_optimizer.state[p]) if p in self.w_optimizer.state
-                              else None) for p in changing}
-        self.w_optimizer.step()
 
     def _lower_learning_rates(self) -> str:
         return (f"the learning rates are probably too high for this supernet; try e.g. w_lr={self.w_lr / 10:g} "
