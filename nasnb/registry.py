@@ -21,6 +21,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "darts": "nasnb.spaces.darts:DartsSpace",
         "toy": "nasnb.spaces.toy:ToySpace",
         "mobilenet": "nasnb.spaces.mobilenet:MobileNetSpace",  # ProxylessNAS / MobileNetV2 chains
+        "layers": "nasnb.spaces.layers:LayerSpace",  # MetaQNN's conv / pool / FC chains
     },
     "strategy": {
         "random": "nasnb.strategies.random:RandomSearch",
@@ -30,6 +31,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "enas": "nasnb.strategies.enas:ENAS",
         "optuna": "nasnb.strategies.optuna_search:OptunaSearch",  # needs the optuna extra
         "nsga2": "nasnb.strategies.nsga2:NSGA2",  # several objectives: nasnb/objectives.py
+        "metaqnn": "nasnb.strategies.qlearning:MetaQNN",  # tabular Q-learning over layers (Baker et al., 2017)
     },
     # A view draws a search's history: view(history, upto=t, ax=None) -> matplotlib Figure.
     "view": {
@@ -38,6 +40,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "policy": "nasnb.viz.policy:plot_policy",
         "alphas": "nasnb.viz.alphas:plot_alphas",
         "pareto": "nasnb.viz.pareto:plot_pareto",  # several objectives: the front and the hypervolume
+        "qtable": "nasnb.viz.qtable:plot_qtable",  # a MetaQNN agent's Q-values, ε and rewards
     },
 }
 

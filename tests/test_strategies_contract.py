@@ -13,7 +13,7 @@ import torch
 
 from nasnb.history import History
 from nasnb.spaces.toy import ToySpace
-from nasnb.strategies import NSGA2, OptunaSearch, RandomSearch, RegularizedEvolution, Reinforce
+from nasnb.strategies import NSGA2, MetaQNN, OptunaSearch, RandomSearch, RegularizedEvolution, Reinforce
 
 ALL_STRATEGIES = [
     pytest.param(lambda space, evaluator, seed: RandomSearch(space, evaluator, seed=seed), id="RandomSearch"),
@@ -22,6 +22,7 @@ ALL_STRATEGIES = [
     pytest.param(lambda space, evaluator, seed: OptunaSearch(space, evaluator, seed=seed), id="OptunaSearch-TPE",
                  marks=pytest.mark.skipif(importlib.util.find_spec("optuna") is None, reason="optuna not installed")),
     pytest.param(lambda space, evaluator, seed: NSGA2(space, evaluator, seed=seed), id="NSGA2"),
+    pytest.param(lambda space, evaluator, seed: MetaQNN(space, evaluator, seed=seed), id="MetaQNN"),
 ]
 
 

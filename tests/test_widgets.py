@@ -112,7 +112,7 @@ def test_plot_panels_are_the_registry_views(monkeypatch):
     from nasnb.widgets import panels as panels_module
     from nasnb.widgets.panels import LivePanel
 
-    assert list(PANELS) == ["cell", "alphas", "pareto", "policy", "population", "progress"]
+    assert list(PANELS) == ["cell", "alphas", "pareto", "policy", "population", "progress", "qtable"]
     # the registry's views follow a search live: drawn once, then moved in place (nasnb.viz.live)
     for name, live in (("progress", "live:LiveProgress"), ("population", "live:LivePopulation"),
                        ("policy", "policy:LivePolicy")):
@@ -120,7 +120,7 @@ def test_plot_panels_are_the_registry_views(monkeypatch):
         assert isinstance(panel, LivePanel) and panel.title == name and panel.live_class == f"nasnb.viz.{live}"
     # a view without a live panel is drawn from scratch by a PlotPanel, with its layout
     monkeypatch.setattr(panels_module, "LIVE_PANELS", {})
-    for name in ("population", "progress", "policy"):
+    for name in ("population", "progress", "policy", "qtable"):
         panel = make_panel(name)
         assert isinstance(panel, PlotPanel) and panel.title == name
         assert panel.resolve() is registry.get("view", name)
@@ -377,13 +377,13 @@ def test_custom_plot_panel_and_figure_png():
     assert figure_png(plot_count(None, upto=1), dpi=50) == png
 
 
-@pytest.mark.parametrize("name", ["RegularizedEvolution", "Reinforce"])
+@pytest.mark.parametrize("name", ["RegularizedEvolution", "Reinforce", "MetaQNN"])
 def test_dashboard_for_learning_strategies(name):
     cls = getattr(strategies, name)
     options = {"population_size": 3, "sample_size": 2} if name == "RegularizedEvolution" else {}
     search = cls(SPACE, failing_every(3), seed=0, **options)  # trials 2 and 5 fail
     dash = Dashboard(search)
-    assert tuple(dash.panels) == cls.panels and cls.panels[1] in ("population", "policy")
+    assert tuple(dash.panels) == cls.panels and cls.panels[1] in ("population", "policy", "qtable")
     plot = dash.panels[cls.panels[1]]
     views = []
     for _ in range(6):

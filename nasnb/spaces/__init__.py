@@ -3,6 +3,7 @@ from nasnb.spaces.base import BuildableSpace, Choice, EnumerableSpace, SearchSpa
 from nasnb.spaces.nb201 import NB201Space
 from nasnb.spaces.darts import DartsSpace, Genotype, GENOTYPES
 from nasnb.spaces.mobilenet import MobileNetSpace
+from nasnb.spaces.layers import LayerSpace
 
 __all__ = ["Choice", "SearchSpace", "BuildableSpace", "EnumerableSpace", "as_rng", "NB201Space", "DartsSpace",
-           "Genotype", "GENOTYPES", "MobileNetSpace"]
+           "Genotype", "GENOTYPES", "MobileNetSpace", "LayerSpace"]

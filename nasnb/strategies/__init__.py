@@ -8,7 +8,8 @@ from nasnb.strategies.darts import DARTS
 from nasnb.strategies.darts_variants import GDASConfig, PDARTSConfig
 from nasnb.strategies.enas import ENAS
 from nasnb.strategies.optuna_search import OptunaSearch
+from nasnb.strategies.qlearning import MetaQNN
 
 __all__ = ["Proposal", "Search", "Strategy", "RandomSearch", "RegularizedEvolution", "Controller", "Reinforce", "DARTS",
            "GDASConfig", "PDARTSConfig", "ENAS", "OptunaSearch",
-           "NSGA2"]
+           "NSGA2", "MetaQNN"]

@@ -262,6 +262,8 @@ def policy_axes(fig):
 # How a view's PlotPanel lays its figure out, by the view's "module:function" in the registry;
 # a view not listed gets one Axes of 7 x 4 inches.
 LAYOUTS: dict[str, tuple] = {
+    "nasnb.viz.qtable:plot_qtable": ((11, 4.2), lambda fig: fig.subplots(1, 2, gridspec_kw=dict(  # Q on the path, ε
+        width_ratios=(1.9, 1), left=0.2, right=0.98, bottom=0.3, top=0.9, wspace=0.3))),
     "nasnb.viz.policy:plot_policy": ((7, 5.5), policy_axes),
     "nasnb.viz.pareto:plot_pareto": ((9, 4), lambda fig: fig.subplots(1, 2, gridspec_kw=dict(  # space, hypervolume
         width_ratios=(1.6, 1), left=0.08, right=0.98, bottom=0.13, top=0.92, wspace=0.28))),
