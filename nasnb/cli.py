@@ -138,7 +138,11 @@ def make_search(space, args, seed: int):
     strategy = registry.get("strategy", args.strategy)
     if issubclass(strategy, Strategy):
         return strategy(space, make_evaluator(space, args), seed=seed)
-    if not hasattr(space, "supernet"):
+    names = getattr(strategy, "space_names", None)  # a one-shot search of its own space (ProxylessNAS)
+    if names is not None and args.space not in names:
+        raise InvalidValueError(f"--strategy {args.strategy} searches only --space {' or '.join(names)}, "
+                                f"not {args.space}; e.g. --strategy {args.strategy} --space {names[0]}")
+    if names is None and not hasattr(space, "supernet"):
         raise InvalidValueError(f"--strategy {args.strategy} searches a supernet, which the {args.space} space "
                                 f"has not; use --space nb201 or --space darts")
     return strategy(space, load_data(args), seed=seed, device=args.device)

@@ -31,6 +31,9 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "enas": "nasnb.strategies.enas:ENAS",
         "optuna": "nasnb.strategies.optuna_search:OptunaSearch",  # needs the optuna extra
         "nsga2": "nasnb.strategies.nsga2:NSGA2",  # several objectives: nasnb/objectives.py
+        "proxyless": "nasnb.strategies.proxyless:ProxylessNAS",  # path binarisation on MobileNetSpace (Cai et al., 2019)
+        "hyperband": "nasnb.strategies.halving:Hyperband",  # budgets: evaluator(arch, budget=epochs)
+        "halving": "nasnb.strategies.halving:SuccessiveHalving",
         "metaqnn": "nasnb.strategies.qlearning:MetaQNN",  # tabular Q-learning over layers (Baker et al., 2017)
     },
     # A view draws a search's history: view(history, upto=t, ax=None) -> matplotlib Figure.

@@ -314,6 +314,21 @@ def test_search_with_darts_records_steps_draws_the_derived_cell_and_resumes(tmp_
     assert cli.main(["search", "--strategy", "darts", "--space", "toy", "--trials", "1"]) == 2
 
 
+def test_search_with_proxylessnas_on_the_mobilenet_space_only(tmp_path, capsys):
+    from nasnb.history import History
+    from nasnb.spaces import MobileNetSpace
+
+    out = tmp_path / "proxyless"
+    args = ["search", "--strategy", "proxyless", "--space", "mobilenet", "--train-size", "64", "--device", "cpu",
+            "--trials", "2", "--out", str(out)]
+    assert cli.main(args) == 0
+    history = History.load(out / "history.json")
+    assert len(history) == 2 and MobileNetSpace().parse(history[-1].arch)  # the derived chain, parsed back
+    capsys.readouterr()
+    assert cli.main(["search", "--strategy", "proxyless", "--space", "nb201", "--trials", "1"]) == 2
+    assert "searches only --space mobilenet, not nb201" in capsys.readouterr().err
+
+
 def test_search_with_enas_records_steps_draws_the_greedy_cell_and_resumes(tmp_path):
     """ENAS from the terminal, as DARTS: --trials counts its steps, the cell drawn is the one its
     controller decodes greedily (checked by loading the checkpoint into a search built here), the

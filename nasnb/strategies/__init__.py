@@ -9,7 +9,9 @@ from nasnb.strategies.darts_variants import GDASConfig, PDARTSConfig
 from nasnb.strategies.enas import ENAS
 from nasnb.strategies.optuna_search import OptunaSearch
 from nasnb.strategies.qlearning import MetaQNN
+from nasnb.strategies.proxyless import ProxylessNAS
+from nasnb.strategies.halving import Hyperband, SuccessiveHalving
 
 __all__ = ["Proposal", "Search", "Strategy", "RandomSearch", "RegularizedEvolution", "Controller", "Reinforce", "DARTS",
            "GDASConfig", "PDARTSConfig", "ENAS", "OptunaSearch",
-           "NSGA2", "MetaQNN"]
+           "NSGA2", "MetaQNN", "ProxylessNAS", "SuccessiveHalving", "Hyperband"]

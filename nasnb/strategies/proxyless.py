@@ -136,6 +136,7 @@ class ProxylessNAS(OneShotSearch):
     "sampled" sub-network of the weight step and the α step's "active" and "inactive" ops.
     """
 
+    space_names = ("mobilenet",)  # the registry names of the spaces it searches (the CLI checks --space)
     panels = ("alphas", "progress")  # p per layer (the alphas view reads info["alphas"]); the metrics
 
     def __init__(self, space, data, latency_table=None, *, latency_weight: float = 0.0,
