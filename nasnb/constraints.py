@@ -7,7 +7,9 @@ budget to what it is told. Two ways, both baselines in hardware-aware NAS:
 * **reject**: an architecture whose cost (latency, params, FLOPs: anything cheap to compute
   before training) is over the limit is not trained at all. Its trial ends "failed", with the
   reason as its error and no training time, so the strategy never learns from it: random search
-  becomes rejection sampling, evolution discards the child. The search still pays the proposal.
+  becomes rejection sampling, evolution discards the child. The search still pays the proposal,
+  and `run` stops after `max_failures` (10) rejections in a row: under a tight limit, pass
+  ``run(n, max_failures=None)``.
 * **penalty**: every architecture is trained, and the search maximises a *reward* that trades
   accuracy against cost, MnasNet's (Tan et al., CVPR 2019, eq. 2)
 
