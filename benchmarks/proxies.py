@@ -4,6 +4,7 @@
     python benchmarks/proxies.py --cells 300               # a seeded random sample of the unique cells
     python benchmarks/proxies.py --synthetic --cells 12    # check the script on a small synthetic table
     python benchmarks/proxies.py --analyse-only            # the saved scores against the shipped table
+    python benchmarks/proxies.py --analyse-only --shards   # ... against the finished shards of a build
 
 Scoring: each unique cell's network exactly as the table trains it for its seed 0 (C=8, N=1, the
 protocol's digits splits; `nasnb.proxies.build_seeded(..., seed=0)`), one batch of 64 training
@@ -146,6 +147,32 @@ def synthetic_table(scored: list[int]):
                  np.ones((len(cells), 3), dtype=np.float32), zeros, zeros)
 
 
+def shards_table(folder: pathlib.Path):
+    """(Table, arch indices of the cells it holds) from the finished shards of a build in progress:
+    the cells with every seed trained; the other rows hold zeros and are left out of the analysis."""
+    from nasnb.bench import Table, arch_index
+    from nasnb.bench.build import PROTOCOL, read_shard, unique_cells
+    from nasnb.spaces import NB201Space
+
+    space, cells, seeds = NB201Space(), unique_cells(), PROTOCOL["seeds"]
+    row_of = {c: r for r, c in enumerate(cells)}
+    val = np.zeros((len(cells), len(seeds), PROTOCOL["epochs"]), dtype=np.uint16)
+    test = np.zeros((len(cells), len(seeds)), dtype=np.uint16)
+    seconds = np.zeros((len(cells), len(seeds)), dtype=np.float32)
+    have = np.zeros((len(cells), len(seeds)), dtype=bool)
+    for path in sorted(folder.glob("shard-*.json")):
+        for r in read_shard(path, PROTOCOL)["records"]:
+            row, k = row_of[r["index"]], seeds.index(r["seed"])
+            val[row, k], test[row, k], seconds[row, k], have[row, k] = (r["val_correct"], r["test_correct"],
+                                                                        r["seconds"], True)
+    class_of = np.array([row_of[arch_index(space.canonical(a))] for a in space.enumerate()], dtype=np.uint16)
+    meta = {**PROTOCOL, "val_size": PROTOCOL["data"]["val_size"], "test_size": 400}
+    zeros = np.zeros(len(space), dtype=np.int64)
+    table = Table("nb201-digits (shards)", meta, np.array(cells, dtype=np.int32), class_of, val, test, seconds,
+                  zeros, zeros)
+    return table, {c for c, full in zip(cells, have.all(axis=1)) if full}
+
+
 # ----------------------------------------------------------------------------- analysis
 
 
@@ -219,6 +246,12 @@ def search(table, index: np.ndarray, names: list, scores: np.ndarray, seconds: n
         pick = np.argmax(np.where(np.isnan(s), -np.inf, s), axis=2)
         report(f"{name} best of {candidates}", np.take_along_axis(draws, pick[:, :, None], axis=2)[:, :, 0],
                n * candidates * float(np.median(seconds[:, k])))
+    if "params" in names:  # the sign is the data's, not the proxy's: on digits small cells train best
+        s = by_row[draws, names.index("params")]
+        pick = np.argmin(np.where(np.isnan(s), np.inf, s), axis=2)
+        report(f"fewest params of {candidates}*", np.take_along_axis(draws, pick[:, :, None], axis=2)[:, :, 0],
+               n * candidates * float(np.median(seconds[:, names.index("params")])))
+        print("* chosen after seeing the correlations' sign: a post-hoc line, not a fair competitor")
     return out
 
 
@@ -229,6 +262,8 @@ def main() -> None:
     parser.add_argument("--analyse-only", action="store_true", help="no scoring: the saved scores only")
     parser.add_argument("--runs", type=int, default=200, help="seeds of each search")
     parser.add_argument("--candidates", type=int, default=10, help="candidates the proxy ranks per lookup")
+    parser.add_argument("--shards", nargs="?", const=str(ROOT / "benchmarks/tables/nb201-digits"), default=None,
+                        help="analyse against the finished shards of a table build in progress")
     parser.add_argument("--out", default=None, help=f"scores file (default {RESULTS.relative_to(ROOT)}; "
                                                     "--synthetic: a temporary file)")
     args = parser.parse_args()
@@ -251,6 +286,12 @@ def main() -> None:
           + ", ".join(f"{n} {np.median(seconds[:, k]):.3f}" for k, n in enumerate(names)))
     if args.synthetic:
         table = synthetic_table(index.tolist())
+    elif args.shards:
+        table, held = shards_table(pathlib.Path(args.shards))
+        index = np.array([i for i in index if i in held])
+        keep = np.isin(np.array(sorted(i for i in done if i in set(cells))), index)
+        scores, seconds = scores[keep], seconds[keep]
+        print(f"the finished shards hold {len(held)} cells; {len(index)} of them are scored")
     else:
         import nasnb.bench
 
