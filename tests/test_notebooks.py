@@ -49,12 +49,21 @@ MODEL_ANSWERS = {
     },
     "04_darts.ipynb": {1: "2 * 14 * 8", 2: "4 / 8", 3: "4", 4: "10 - 9.9 * 100 / 199", 5: "(3, 17)"},
     "05_enas.ipynb": {1: "5 ** 6", 2: "(6 * 4, 6)", 3: "0.99 * 0.8 + 0.01 * 0.9", 4: "(5 - 1) / 6"},
+    # 06: the table's arrays and lookups by hand, where the checks use nasnb.bench.race or a loop over the space
+    "06_strategy_race.ipynb": {
+        1: '(lambda m: (m, 1 - (1 - m / 15625) ** TRIALS))(int(np.sum(table.class_of == table.row(table.optimum("test_accuracy")[0]))))',
+        2: '(lambda h: table.optimum("test_accuracy")[1] - table.query(max(h.trials[:10], key=lambda t: t.value("val_accuracy"))'
+           '.arch)["test_accuracy"])(runs["random search"][0])',
+        3: "max(1, math.ceil((1.96 * final_std / 0.001) ** 2))",
+        4: 'sum(t.metrics["seconds"] for t in runs["regularized evolution"][0].trials[:20])',
+    },
 }
 # Wrong answers (cheap checks only: the check cell runs twice), each of which must get the hint.
 WRONG_ANSWERS = {
     "01_search_spaces.ipynb": {3: '{"a", "b"}'},
     "02_evolution.ipynb": {2: "lambda t: t - POPULATION"},
     "03_reinforce.ipynb": {3: "3.0"},
+    "06_strategy_race.ipynb": {3: "math.ceil(1.96 * final_std / 0.001)"},
 }
 ANSWER_LINE = re.compile(r"^answer_(\d+) = \.\.\.$", re.MULTILINE)
 
