@@ -137,13 +137,16 @@ def readme_table(notebooks: list[Path]) -> str:
 def synced_notebook(path: Path) -> str:
     """The notebook's text with the generated cells in front and outputs cleared."""
     nb = json.loads(path.read_text())
-    cells = [c for c in nb["cells"] if c.get("id") not in (BADGES_ID, SETUP_ID)]
+    generated = generated_cells(path.name)
+    # a copy of a generated cell under another id (pasted from another notebook) goes too
+    copies = {"".join(c["source"]) for c in generated}
+    cells = [c for c in nb["cells"] if c.get("id") not in (BADGES_ID, SETUP_ID) and "".join(c["source"]) not in copies]
     for cell in cells:
         if cell["cell_type"] == "code":
             cell["outputs"], cell["execution_count"] = [], None
         if isinstance(cell["source"], list):
             cell["source"] = "".join(cell["source"])
-    nb["cells"] = generated_cells(path.name) + cells
+    nb["cells"] = generated + cells
     nb.setdefault("metadata", {}).pop("widgets", None)  # saved widget state is an output too
     for cell in nb["cells"]:  # the layout Jupyter itself writes: a list of lines
         cell["source"] = cell["source"].splitlines(keepends=True)
