@@ -6,7 +6,9 @@
 Prints: file size; load time (median of 5 fresh processes, import excluded); `table.query`
 lookups per second; and the targets of the protocol: the all-`none` cell against chance, the best
 cells against the median, the Spearman rank correlation of the final validation accuracy between
-every pair of seeds over all cells (scipy.stats.spearmanr), and the build's total training time.
+every pair of seeds over all cells (scipy.stats.spearmanr), the same for the 3-seed mean a lookup
+returns (Spearman-Brown, checked against each seed's agreement with the mean of the others), and
+the build's total training time.
 """
 from __future__ import annotations
 
@@ -47,6 +49,11 @@ def from_shards(folder: pathlib.Path):
     return val, seconds, cells
 
 
+def spearman_brown(r: float, k: int) -> float:
+    """The reliability of the mean of k measurements whose pairwise correlation is r."""
+    return k * r / (1 + (k - 1) * r)
+
+
 def report(val: np.ndarray, seconds: np.ndarray, cells: list[int], workers: int = 2, val_size: int = 397) -> None:
     from scipy.stats import spearmanr
 
@@ -68,6 +75,15 @@ def report(val: np.ndarray, seconds: np.ndarray, cells: list[int], workers: int 
     if k > 2:
         rest = [spearmanr(val[:, i], np.delete(val, i, axis=1).mean(axis=1))[0] for i in range(k)]
         print(f"Spearman of each seed against the mean of the other {k - 1}: " + ", ".join(f"{r:.3f}" for r in rest))
+        # Spearman-Brown: if one seed's ranking has reliability r (its correlation with another seed's),
+        # the mean of k seeds has R_k = k r / (1 + (k - 1) r), and two such estimates correlate as
+        # sqrt(R_k R_m). The 1-against-(k-1) figure above checks the model; R_k is what a rebuild of
+        # the table with k new seeds would give for the ranking a lookup returns.
+        r = float(np.mean(rhos))
+        predicted = np.sqrt(r * spearman_brown(r, k - 1))
+        print(f"Spearman-Brown: one seed against the mean of {k - 1} predicted {predicted:.3f} (measured "
+              f"{np.mean(rest):.3f}); the {k}-seed mean against an independent {k}-seed mean: "
+              f"{spearman_brown(r, k):.3f}")
     for lo, hi in ((0.0, 0.5), (0.5, 1.01)):  # where the rank noise is: the weak cells or the good ones
         keep = (mean >= lo) & (mean < hi)
         if keep.sum() > 10:
