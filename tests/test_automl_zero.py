@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nasnb.automl_zero.evaluator import ProgramEvaluator
-from nasnb.automl_zero.interpreter import MemorySizes, evaluate, execute, fec_hash, task_fitness
+from nasnb.automl_zero.interpreter import evaluate, execute, fec_hash, task_fitness
 from nasnb.automl_zero.ops import ALL_OPS, OPS, SGD_OPS
 from nasnb.automl_zero.program import Instruction, Program, format_program, parse_program
 from nasnb.automl_zero.tasks import Tasks, make_tasks
@@ -134,7 +134,8 @@ def test_task_fitness_zeroes_only_the_broken_task():
 
 def test_fec_reuses_the_fitness_of_an_equivalent_program():
     a = SMALL.parse(SGD)
-    b = SMALL.parse(SGD.replace("s3 = s2 * s3", "s3 = s2 * s2\n  s3 = s0 - s1\n  s3 = s3 * s2"))  # reordered + dead code
+    dead_and_swapped = "s3 = s2 * s2\n  s3 = s0 - s1\n  s3 = s3 * s2"  # a dead instruction, a product reordered
+    b = SMALL.parse(SGD.replace("s3 = s2 * s3", dead_and_swapped))
     c = SMALL.parse(SGD.replace("0.1", "0.2"))
     assert a != b and SMALL.format(a) != SMALL.format(b)
     evaluator = ProgramEvaluator(SMALL, num_tasks=3, num_train=30, num_valid=10)
@@ -350,7 +351,8 @@ def test_on_toy_space_it_is_aging_evolution():
 
 def test_no_eval_or_exec_in_the_sources():
     root = pathlib.Path(__file__).resolve().parents[1] / "nasnb"
-    files = [*(root / "automl_zero").glob("*.py"), root / "spaces" / "programs.py", root / "strategies" / "automl_zero.py"]
+    files = [*(root / "automl_zero").glob("*.py"), root / "spaces" / "programs.py",
+             root / "strategies" / "automl_zero.py"]
     assert len(files) >= 8
     for path in files:
         text = path.read_text()

@@ -42,7 +42,8 @@ class ProgramEvaluator:
     """
 
     def __init__(self, space, *, task: str = "linear", num_tasks: int = 10, num_train: int = 100,
-                 num_valid: int = 100, seed: int = 0, fec: bool = True, fec_train: int | None = None, fec_valid: int | None = None):
+                 num_valid: int = 100, seed: int = 0, fec: bool = True, fec_train: int | None = None,
+                 fec_valid: int | None = None):
         sizes = getattr(space, "sizes", None)
         if sizes is None or not callable(getattr(space, "validate", None)):
             raise InvalidTypeError(f"space must be a ProgramSpace (nasnb.spaces.programs), got {short(space)}")

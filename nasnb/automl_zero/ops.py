@@ -131,7 +131,8 @@ _ROWS = [
      lambda x, y, c, r, o: np.linalg.norm(x, axis=1)),  # one norm per column
     ("matrix_row_norm", 36, "m", "v", "", "{out} = norm({in1}, axis=1)",
      lambda x, y, c, r, o: np.linalg.norm(x, axis=2)),  # one norm per row
-    ("matrix_transpose", 37, "m", "m", "", "{out} = transpose({in1})", lambda x, y, c, r, o: x.transpose(0, 2, 1).copy()),
+    ("matrix_transpose", 37, "m", "m", "", "{out} = transpose({in1})",
+     lambda x, y, c, r, o: x.transpose(0, 2, 1).copy()),
     ("matrix_abs", 38, "m", "m", "", "{out} = abs({in1})", lambda x, y, c, r, o: np.abs(x)),
     ("matrix_sum", 39, "mm", "m", "", "{out} = {in1} + {in2}", lambda x, y, c, r, o: x + y),
     ("matrix_diff", 40, "mm", "m", "", "{out} = {in1} - {in2}", lambda x, y, c, r, o: x - y),

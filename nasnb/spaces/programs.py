@@ -6,16 +6,9 @@ of scalars, vectors and matrices. The space is not a list of choices but a *gram
 (ops.OPS rows) a program may use, how many addresses of each type there are, and how long each
 function may grow. A search over it finds a model *and* its training procedure at once.
 
-The moves are the paper's mutations (Sec. 3, Fig. 2), picked uniformly among those that apply:
-
-    insert                  a random instruction at a random place of one function
-    remove                  one instruction of one function
-    alter_argument          one argument of one instruction: an input or output address, or a
-                            constant (its sign flipped, with probability 1/4, else scaled by a
-                            log-uniform factor in [0.1, 10]: the authors' code, too, mutates
-                            constants on a log scale or by a flip)
-    randomize_instruction   one instruction replaced by a random one (its op too)
-    randomize_function      every instruction of one function replaced, the length kept
+The moves are the paper's mutations (Sec. 3, Fig. 2; nasnb/automl_zero/mutations.py), picked
+uniformly among those that apply: insert or remove an instruction, alter one argument (an
+address or a constant), randomize one instruction or a whole component function.
 
 A random program (`sample`) has `init_sizes` random instructions per function; `empty()` is the
 paper's other start, with nothing at all. Crossover (each function taken from either parent) is
@@ -24,13 +17,14 @@ ours; the paper only mutates. The space is infinite (constants are real numbers)
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import networkx as nx
 import numpy as np
 
+from nasnb.automl_zero import mutations
 from nasnb.automl_zero.interpreter import MemorySizes
+from nasnb.automl_zero.mutations import MUTATIONS, round_constant
 from nasnb.automl_zero.ops import ALL_OPS, OPS, op_spec
 from nasnb.automl_zero.program import (FUNCTIONS, Instruction, Program, constants_ok, format_instruction,
                                        format_program, parse_program)
@@ -38,15 +32,7 @@ from nasnb.checks import check_int, short
 from nasnb.errors import InvalidTypeError, InvalidValueError
 from nasnb.spaces.base import SpaceValue, as_rng
 
-MUTATIONS = ("insert", "remove", "alter_argument", "randomize_instruction", "randomize_function")
-FLIP_PROB = 0.25  # alter_argument on a constant: flip its sign (else scale it); our choice
-_RETRIES = 100
-_KNOWN_LIMIT = 100_000  # redraws until a randomised instruction differs from the one it replaces
-
-
-def _round(value: float) -> float:
-    """Constants keep 4 significant digits: they print short and read back exactly."""
-    return float(f"{value:.4g}")
+_KNOWN_LIMIT = 100_000  # validated programs a space remembers
 
 
 class ProgramSpace(SpaceValue):
@@ -66,20 +52,22 @@ class ProgramSpace(SpaceValue):
     def __init__(self, *, scalars: int = 4, vectors: int = 3, matrices: int = 1, features: int = 4,
                  ops: Sequence[str] = ALL_OPS, init_sizes: Sequence[int] = (10, 2, 8),
                  max_sizes: Sequence[int] = (20, 10, 20), mutations: Sequence[str] = MUTATIONS):
-        self.sizes = MemorySizes(check_int("scalars", scalars, minimum=2, maximum=100, example=4),  # s0 label, s1 prediction
-                                 check_int("vectors", vectors, minimum=1, maximum=100, example=3),  # v0 features
+        # at least s0 (the label) and s1 (the prediction), and v0 (the features)
+        self.sizes = MemorySizes(check_int("scalars", scalars, minimum=2, maximum=100, example=4),
+                                 check_int("vectors", vectors, minimum=1, maximum=100, example=3),
                                  check_int("matrices", matrices, minimum=0, maximum=100, example=1),
                                  check_int("features", features, minimum=1, maximum=256, example=4))
         self.features = self.sizes.features
-        self._in = {"s": range(scalars), "v": range(vectors), "m": range(matrices)}
-        self._out = {"s": range(1, scalars), "v": range(1, vectors), "m": range(matrices)}  # never s0, v0
+        self.readable = {"s": range(scalars), "v": range(vectors), "m": range(matrices)}
+        self.writable = {"s": range(1, scalars), "v": range(1, vectors), "m": range(matrices)}  # never s0, v0
         self.ops = self._check_ops(ops)
         self.max_sizes = self._check_sizes("max_sizes", max_sizes, 0, 1000, (20, 10, 20))
         self.init_sizes = self._check_sizes("init_sizes", init_sizes, 0, 1000, (10, 2, 8))
         for k, f in enumerate(FUNCTIONS):
             if self.init_sizes[k] > self.max_sizes[k]:
+                fits = tuple(min(a, b) for a, b in zip(self.init_sizes, self.max_sizes))
                 raise InvalidValueError(f"init_sizes={self.init_sizes} exceeds max_sizes={self.max_sizes} for {f}; "
-                                        f"e.g. init_sizes={tuple(min(a, b) for a, b in zip(self.init_sizes, self.max_sizes))}")
+                                        f"e.g. init_sizes={fits}")
         if isinstance(mutations, str) or not isinstance(mutations, Sequence) or not mutations:
             raise InvalidTypeError(f"mutations must be a non-empty list of {list(MUTATIONS)}, got {short(mutations)}; "
                                    "e.g. mutations=('insert', 'remove', 'alter_argument')")
@@ -95,7 +83,7 @@ class ProgramSpace(SpaceValue):
                                    "e.g. ops=nasnb.automl_zero.ops.SGD_OPS")
         for name in ops:
             spec = op_spec(name)
-            if not all(self._in[t] for t in spec.inputs) or not self._out[spec.output]:
+            if not all(self.readable[t] for t in spec.inputs) or not self.writable[spec.output]:
                 raise InvalidValueError(f"op {name!r} needs a writable {spec.output} address and readable "
                                         f"{spec.inputs or 'nothing'}, which this memory {self.sizes} lacks; "
                                         "drop it from ops or enlarge the memory")
@@ -167,11 +155,11 @@ class ProgramSpace(SpaceValue):
             raise InvalidTypeError(f"{where}: addresses must be ints, got {short(ins)}")
         used = dict(zip(("in1", "in2"), spec.inputs))
         for field, kind in used.items():
-            if getattr(ins, field) not in self._in[kind]:
+            if getattr(ins, field) not in self.readable[kind]:
                 raise InvalidValueError(f"{where}: {field}={getattr(ins, field)} is not a {kind} address of this "
-                                        f"memory (0..{len(self._in[kind]) - 1}) in {format_instruction(ins)!r}")
-        if ins.out not in self._out[spec.output]:
-            r = self._out[spec.output]
+                                        f"memory (0..{len(self.readable[kind]) - 1}) in {format_instruction(ins)!r}")
+        if ins.out not in self.writable[spec.output]:
+            r = self.writable[spec.output]
             raise InvalidValueError(f"{where}: out={ins.out} is not a writable {spec.output} address "
                                     f"({r.start}..{r.stop - 1}: s0 and v0 hold the label and the features)")
         if not constants_ok(ins):
@@ -205,38 +193,26 @@ class ProgramSpace(SpaceValue):
         ranges: values U(-1, 1), an index uniform, a std U(0, 1)."""
         rng = as_rng(rng)
         spec = OPS[self.ops[int(rng.integers(len(self.ops)))]]
-        addresses = [self._pick(rng, self._in[t]) for t in spec.inputs] + [0] * (2 - len(spec.inputs))
-        out = self._pick(rng, self._out[spec.output])
-        return Instruction(spec.name, addresses[0], addresses[1], out, tuple(self._constant(rng, k) for k in spec.constants))
+        addresses = [self.pick(rng, self.readable[t]) for t in spec.inputs] + [0] * (2 - len(spec.inputs))
+        out = self.pick(rng, self.writable[spec.output])
+        constants = tuple(self.constant(rng, k) for k in spec.constants)
+        return Instruction(spec.name, addresses[0], addresses[1], out, constants)
 
     @staticmethod
-    def _pick(rng, options: range) -> int:
+    def pick(rng, options) -> int:
+        """One of `options` (addresses), uniformly."""
         return options[int(rng.integers(len(options)))]
 
-    def _constant(self, rng, kind: str):
+    def constant(self, rng, kind: str):
+        """A fresh constant of `kind` (c a value, i an index, g a std)."""
         if kind == "i":
             return int(rng.integers(self.features))
-        return _round(rng.uniform(0.0, 1.0) if kind == "g" else rng.uniform(-1.0, 1.0))
+        return round_constant(rng.uniform(0.0, 1.0) if kind == "g" else rng.uniform(-1.0, 1.0))
 
     def sample(self, rng=None) -> Program:
         """A random program: `init_sizes` random instructions per function."""
         rng = as_rng(rng)
         return self._valid(Program(*(tuple(self.random_instruction(rng) for _ in range(n)) for n in self.init_sizes)))
-
-    def _changeable(self, ins: Instruction) -> list[str]:
-        """The fields of `ins` that alter_argument can change (an address with one option cannot)."""
-        spec = OPS[ins.op]
-        fields = [f for f, t in zip(("in1", "in2"), spec.inputs) if len(self._in[t]) > 1]
-        fields += ["out"] if len(self._out[spec.output]) > 1 else []
-        return fields + [f"c{k}" for k, kind in enumerate(spec.constants) if kind != "i" or self.features > 1]
-
-    def _applicable(self, program: Program, kind: str) -> list[int]:
-        """The functions (0 setup, 1 predict, 2 learn) mutation `kind` can change."""
-        if kind == "insert":
-            return [k for k, f in enumerate(program) if len(f) < self.max_sizes[k]]
-        if kind == "alter_argument":
-            return [k for k, f in enumerate(program) if any(self._changeable(i) for i in f)]
-        return [k for k, f in enumerate(program) if f]
 
     def mutate(self, arch, rng=None) -> Program:
         """One of the paper's mutations, picked uniformly among those that apply (module docstring)."""
@@ -244,63 +220,8 @@ class ProgramSpace(SpaceValue):
 
     def mutate_with_kind(self, arch, rng=None, kind: str | None = None) -> tuple[Program, str]:
         """(child, the mutation applied); `kind` forces one (an error where it cannot apply)."""
-        program, rng = self.validate(arch), as_rng(rng)
-        kinds = [m for m in self.mutations if self._applicable(program, m)] if kind is None else [kind]
-        if kind is not None and (kind not in MUTATIONS or not self._applicable(program, kind)):
-            raise InvalidValueError(f"mutation {short(kind)} cannot change this program (kinds: {list(MUTATIONS)}; "
-                                    "insert needs room, the others an instruction)")
-        if not kinds:
-            raise InvalidValueError(f"no mutation of {list(self.mutations)} applies to this program "
-                                    f"({program.size} instructions); allow 'insert' in mutations")
-        kind = kinds[int(rng.integers(len(kinds)))]
-        where = self._applicable(program, kind)
-        k = where[int(rng.integers(len(where)))]
-        body = list(program[k])
-        if kind == "insert":
-            body.insert(int(rng.integers(len(body) + 1)), self.random_instruction(rng))
-        elif kind == "remove":
-            del body[int(rng.integers(len(body)))]
-        elif kind == "randomize_function":
-            new = body
-            for _ in range(_RETRIES):
-                new = [self.random_instruction(rng) for _ in body]
-                if new != body:
-                    break
-            body = new
-        else:
-            candidates = [j for j, i in enumerate(body) if kind == "randomize_instruction" or self._changeable(i)]
-            j = candidates[int(rng.integers(len(candidates)))]
-            body[j] = self._alter(body[j], rng) if kind == "alter_argument" else self._redraw(body[j], rng)
-        return self._valid(program._replace(**{FUNCTIONS[k]: tuple(body)})), kind
-
-    def _redraw(self, ins: Instruction, rng) -> Instruction:
-        for _ in range(_RETRIES):
-            new = self.random_instruction(rng)
-            if new != ins:
-                return new
-        return new
-
-    def _alter(self, ins: Instruction, rng) -> Instruction:
-        """`ins` with one changeable field changed (to another value than it had)."""
-        fields = self._changeable(ins)
-        field = fields[int(rng.integers(len(fields)))]
-        spec = OPS[ins.op]
-        if field in ("in1", "in2", "out"):
-            kind = spec.output if field == "out" else spec.inputs[int(field[-1]) - 1]
-            options = [a for a in (self._out if field == "out" else self._in)[kind] if a != getattr(ins, field)]
-            return ins._replace(**{field: self._pick(rng, options)})
-        k = int(field[1:])
-        constants, kind, value = list(ins.constants), spec.constants[k], ins.constants[k]
-        if kind == "i":
-            constants[k] = self._pick(rng, [i for i in range(self.features) if i != value])
-        elif value == 0.0:  # nothing to scale or flip: a fresh draw
-            constants[k] = self._constant(rng, kind) or 0.5
-        elif kind != "g" and rng.random() < FLIP_PROB:
-            constants[k] = -value
-        else:
-            new = _round(value * 10.0 ** rng.uniform(-1.0, 1.0))
-            constants[k] = new if new != value else _round(value * 2.0)
-        return ins._replace(constants=tuple(constants))
+        child, kind = mutations.mutate(self, self.validate(arch), as_rng(rng), kind)
+        return self._valid(child), kind
 
     def crossover(self, a, b, rng=None) -> Program:
         """Each component function from `a` or `b` at random (ours: the paper does not recombine)."""
@@ -315,8 +236,8 @@ class ProgramSpace(SpaceValue):
             for j, ins in enumerate(body):
                 result.append(program._replace(**{FUNCTIONS[k]: body[:j] + body[j + 1:]}))
                 spec = OPS[ins.op]
-                for field, t, bank in [(f, t, self._in) for f, t in zip(("in1", "in2"), spec.inputs)] + \
-                        [("out", spec.output, self._out)]:
+                for field, t, bank in [(f, t, self.readable) for f, t in zip(("in1", "in2"), spec.inputs)] + \
+                        [("out", spec.output, self.writable)]:
                     for a in bank[t]:
                         if a != getattr(ins, field):
                             changed = body[:j] + (ins._replace(**{field: a}),) + body[j + 1:]

@@ -134,7 +134,8 @@ class AutoMLZero(RegularizedEvolution):
         """RegularizedEvolution's snapshot plus the FEC counts and the best program's code."""
         best = self.best()
         return {**super().state(), "tournament_size": self.tournament_size, "mutate_prob": self.mutate_prob,
-                "init": self.init, "fec_hits": fec_hits(self.history), "best_program": None if best is None else best.arch}
+                "init": self.init, "fec_hits": fec_hits(self.history),
+                "best_program": None if best is None else best.arch}
 
 
 def fec_hits(history) -> int:

@@ -1,0 +1,116 @@
+"""Does AutoMLZero rediscover linear regression trained by gradient descent? And how fast?
+
+    python benchmarks/automl_zero.py                          # about 5 minutes on 2 busy cores
+    python benchmarks/automl_zero.py --scratch-seconds 1200   # a longer try from random programs
+
+The setting is the authors' 5-minute demo (run_demo.sh of google-research/automl_zero), in
+Python: the six ops linear regression by SGD is made of (SGD_OPS), memory of 4 scalars and 3
+vectors, F = 4 features, 10 linear tasks of 100 training and 100 validation examples (50 here),
+regularized evolution with tournaments of 10 and mutate_prob 0.9, FEC on 10 + 10 examples.
+
+1. References: the hand-written SGD program (its best learning rate of a small grid) and the
+   empty program, on the search tasks and on 100 unseen tasks (another seed).
+2. From a partial start: Setup (a learning rate) and Predict (s1 = dot(v0, v1)) given, Learn
+   holding the error and the gradient but not the update (so it learns nothing: the empty
+   program's fitness). Evolution must write the missing instruction, then tune the rate. Reported
+   per seed: trials and seconds until the best is within 0.005 of the hand-written SGD's fitness,
+   the FEC hits, the found program and its fitness on the unseen tasks.
+3. From scratch: a population of random programs (the demo's start), fixed sizes, the demo's
+   three mutations, for `--scratch-seconds`: the best fitness over time and the throughput, and
+   what that throughput means for the budget the authors' search uses (up to 10^6 individuals).
+"""
+import argparse
+import os
+import time
+
+from nasnb.automl_zero import SGD_OPS, ProgramEvaluator
+from nasnb.spaces.programs import ProgramSpace
+from nasnb.strategies.automl_zero import AutoMLZero, fec_hits
+
+SGD = """def Setup(): s2 = {lr}
+def Predict(): s1 = dot(v0, v1)
+def Learn(): s3 = s0 - s1; s3 = s2 * s3; v2 = s3 * v0; v1 = v1 + v2"""
+PARTIAL = """def Setup(): s2 = 0.01
+def Predict(): s1 = dot(v0, v1)
+def Learn(): s3 = s0 - s1; s3 = s2 * s3; v2 = s3 * v0"""
+TASKS = dict(task="linear", num_tasks=10, num_train=100, num_valid=50)
+
+
+def references(space, search_tasks, unseen):
+    rows = []
+    for lr in (0.01, 0.03, 0.1, 0.2, 0.3):
+        program = space.parse(SGD.format(lr=lr))
+        rows.append((search_tasks(program)["fitness"], unseen(program)["fitness"], lr))
+    best = max(rows)
+    empty = search_tasks(space.empty())["fitness"], unseen(space.empty())["fitness"]
+    for fitness, unseen_fitness, lr in rows:
+        print(f"  hand-written SGD, lr {lr:<5}: fitness {fitness:.5f} (unseen tasks {unseen_fitness:.5f})")
+    print(f"  empty program            : fitness {empty[0]:.5f} (unseen tasks {empty[1]:.5f})")
+    return best[0]
+
+
+def run_until(search, target: float, seconds: float, report_every: float = 10.0):
+    """Run until the best fitness reaches `target` or `seconds` pass; (trials, seconds, reached, curve)."""
+    start, curve, next_report = time.perf_counter(), [], report_every
+    while True:
+        search.run(len(search.history) + 200, progress=False)
+        elapsed, best = time.perf_counter() - start, search.best().metrics["fitness"]
+        if elapsed >= next_report:
+            curve.append((len(search.history), round(elapsed), round(best, 5)))
+            next_report += report_every
+        if best >= target or elapsed > seconds:
+            return len(search.history), elapsed, best >= target, curve
+
+
+def partial_start(space, unseen, target, seeds, seconds):
+    print(f"\n2. From a partial start (target: fitness >= {target:.5f}), {seconds:.0f} s at most per seed")
+    for seed in seeds:
+        evaluator = ProgramEvaluator(space, **TASKS)
+        search = AutoMLZero(space, evaluator, population_size=100, tournament_size=10, init=PARTIAL, seed=seed)
+        trials, seconds_used, reached, _ = run_until(search, target, seconds)
+        best = search.best()
+        found = space.parse(best.arch)
+        print(f"  seed {seed}: {'reached' if reached else 'NOT reached'} after {trials} trials, {seconds_used:.0f} s "
+              f"({trials / seconds_used:.0f} trials/s); best fitness {best.metrics['fitness']:.5f} at trial "
+              f"{best.number}, unseen tasks {unseen(found)['fitness']:.5f}; {evaluator.evaluations} evaluated, "
+              f"{fec_hits(search.history)} FEC hits")
+        if seed == seeds[0]:
+            print("  " + best.arch.replace("\n", "\n  "))
+
+
+def from_scratch(target, seconds, seed):
+    space = ProgramSpace(ops=SGD_OPS, matrices=0, init_sizes=(4, 2, 6), max_sizes=(4, 2, 6),
+                         mutations=("alter_argument", "randomize_instruction", "randomize_function"))
+    evaluator = ProgramEvaluator(space, **TASKS)
+    search = AutoMLZero(space, evaluator, population_size=1000, tournament_size=10, init="random", seed=seed)
+    print(f"\n3. From scratch: P=1000 random programs of sizes {space.init_sizes}, {seconds:.0f} s")
+    trials, seconds_used, reached, curve = run_until(search, target, seconds, report_every=max(10.0, seconds / 6))
+    for n, t, best in curve:
+        print(f"  {t:>5} s  {n:>7} trials  best fitness {best}")
+    rate = trials / seconds_used
+    print(f"  {'reached' if reached else 'not reached'}: {trials} trials in {seconds_used:.0f} s ({rate:.0f} trials/s, "
+          f"{evaluator.evaluations} evaluated, {fec_hits(search.history)} FEC hits); "
+          f"best {search.best().metrics['fitness']:.5f}")
+    print(f"  at this rate the demo's budget of 10^6 individuals takes {1e6 / rate / 60:.0f} min; "
+          f"random search, at the authors' 1 solution in 10^8 programs, {1e8 / rate / 86400:.1f} days")
+    print("  " + search.best().arch.replace("\n", "\n  "))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3, help="seeds of the partial-start searches")
+    parser.add_argument("--partial-seconds", type=float, default=60.0, help="at most this long per partial search")
+    parser.add_argument("--scratch-seconds", type=float, default=120.0, help="how long the search from scratch runs")
+    args = parser.parse_args()
+    print(f"AutoML-Zero rediscovery, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    space = ProgramSpace(ops=SGD_OPS, matrices=0, init_sizes=(0, 0, 0), max_sizes=(3, 2, 6))
+    search_tasks = ProgramEvaluator(space, **TASKS, fec=False)
+    unseen = ProgramEvaluator(space, **{**TASKS, "num_tasks": 100}, seed=1, fec=False)
+    print("1. References (search tasks: 10 linear tasks, seed 0; unseen: 100 tasks, seed 1)")
+    target = references(space, search_tasks, unseen) - 0.005
+    partial_start(space, unseen, target, list(range(args.seeds)), args.partial_seconds)
+    from_scratch(target, args.scratch_seconds, seed=0)
+
+
+if __name__ == "__main__":
+    main()
