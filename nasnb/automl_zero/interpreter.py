@@ -19,7 +19,9 @@ the label reaches Predict only through what Learn stored on an earlier example: 
 Fitness (regression): per task the validation root-mean-square error, squashed into [0, 1] as
 the authors' code does (`FlipAndSquash`): 1 - (2/pi) arctan(rms). A perfect learner scores 1,
 always predicting 0 on unit-variance labels scores 0.5, and a task whose predictions became NaN
-or infinite scores 0, the worst; fitness is the mean over tasks, never NaN.
+or infinite scores 0, the worst; fitness is the mean over tasks, never NaN. (The authors' code
+also stops a task early, with the worst fitness, once a training error exceeds a bound; here
+every task runs to its end, so a large but finite error still scores a little above 0.)
 
 The interpreter is a loop over instruction records: each looks its op up in ops.OPS and calls
 that row's numpy function on the memory. Nothing is compiled from text (no eval, no exec). All
@@ -37,6 +39,7 @@ import numpy as np
 from nasnb.automl_zero.ops import OPS
 from nasnb.automl_zero.program import FEATURES, LABEL, PREDICTION, Instruction, Program
 from nasnb.automl_zero.tasks import Tasks
+from nasnb.errors import InvalidValueError
 
 
 class MemorySizes(NamedTuple):
@@ -86,7 +89,8 @@ def execute(program: Program, tasks: Tasks, sizes: MemorySizes, *, seed: int = 0
     (s1 after Predict) on the training examples, (B, num_train), and on the validation examples,
     (B, num_valid). `seed` seeds the random-initialisation ops, so a program always scores alike."""
     if tasks.features != sizes.features:
-        raise ValueError(f"the tasks have {tasks.features} features, the memory's vectors {sizes.features}")
+        raise InvalidValueError(f"the tasks have {tasks.features} features but the memory's vectors "
+                                f"{sizes.features}; make them with make_tasks(features={sizes.features})")
     B, num_train = tasks.y_train.shape
     memory = Memory(sizes, B)
     setup, predict, learn = (compile_function(f, memory) for f in program)
