@@ -61,7 +61,7 @@ class Program(NamedTuple):
 
 
 def format_constant(value: float) -> str:
-    """The shortest text that reads back as exactly `value` (Python's float repr), ints as ints."""
+    """The shortest text that reads back as exactly `value` (Python's float repr)."""
     return repr(float(value))
 
 
@@ -84,7 +84,10 @@ def format_program(program: Program, indent: str = "  ") -> str:
     lines = []
     for name, body in zip(FUNCTIONS, program):
         lines.append(f"def {HEADERS[name]}():")
-        lines.extend(f"{indent}{format_instruction(i)}" for i in body) if body else lines.append(f"{indent}pass")
+        if body:
+            lines.extend(f"{indent}{format_instruction(i)}" for i in body)
+        else:
+            lines.append(f"{indent}pass")
     return "\n".join(lines)
 
 
