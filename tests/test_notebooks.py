@@ -49,6 +49,9 @@ MODEL_ANSWERS = {
     },
     "04_darts.ipynb": {1: "2 * 14 * 8", 2: "4 / 8", 3: "4", 4: "10 - 9.9 * 100 / 199", 5: "(3, 17)"},
     "05_enas.ipynb": {1: "5 ** 6", 2: "(6 * 4, 6)", 3: "0.99 * 0.8 + 0.01 * 0.9", 4: "(5 - 1) / 6"},
+    "07_hardware_aware.ipynb": {1: '{"A", "B", "D"}', 2: "0.05 * 1 + 0.07 * 2 + 0.08 * 3",
+                                3: "(3 - 1) / (4 - 1) + (4 - 1.5) / (4 - 1)", 4: "(0.95 * 2 ** -0.07, 0.95 / 2)",
+                                5: "(1 * 1.0 + 1 * 2.0 + 2 * 0.0) / 4", 6: "(4 * 6, 6 ** 2 * 7 ** 4)"},
     # 06: the table's arrays and lookups by hand, where the checks use nasnb.bench.race or a loop over the space
     "06_strategy_race.ipynb": {
         1: '(lambda m: (m, 1 - (1 - m / 15625) ** TRIALS))(int(np.sum(table.class_of == table.row(table.optimum("test_accuracy")[0]))))',
@@ -63,6 +66,7 @@ WRONG_ANSWERS = {
     "01_search_spaces.ipynb": {3: '{"a", "b"}'},
     "02_evolution.ipynb": {2: "lambda t: t - POPULATION"},
     "03_reinforce.ipynb": {3: "3.0"},
+    "07_hardware_aware.ipynb": {1: '{"A", "B", "D", "E"}', 5: "(1.0 + 2.0 + 0.0) / 3"},
     "06_strategy_race.ipynb": {3: "math.ceil(1.96 * final_std / 0.001)"},
 }
 ANSWER_LINE = re.compile(r"^answer_(\d+) = \.\.\.$", re.MULTILINE)
