@@ -10,13 +10,14 @@
 Importing nasnb loads torch but no Jupyter code, matplotlib or torchvision: those load when a
 function needs them.
 """
-from nasnb import bench, data, errors, evaluators, registry, spaces, train, viz
+from nasnb import bench, constraints, data, errors, evaluators, objectives, proxies, registry, spaces, train, viz
 from nasnb.evaluators import TrainEvaluator
 from nasnb.spaces import GENOTYPES, Choice, DartsSpace, Genotype, NB201Space
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "bench", "data", "errors", "evaluators", "registry", "spaces", "train", "viz",
+    "bench", "constraints", "data", "errors", "evaluators", "objectives", "proxies", "registry", "spaces", "train",
+    "viz",
     "TrainEvaluator", "NB201Space", "DartsSpace", "Genotype", "GENOTYPES", "Choice",
 ]
