@@ -13,7 +13,7 @@ import torch
 
 from nasnb.history import History
 from nasnb.spaces.toy import ToySpace
-from nasnb.strategies import NSGA2, Hyperband, MetaQNN, SuccessiveHalving, OptunaSearch, RandomSearch, RegularizedEvolution, Reinforce
+from nasnb.strategies import NSGA2, AutoMLZero, Hyperband, MetaQNN, SuccessiveHalving, OptunaSearch, RandomSearch, RegularizedEvolution, Reinforce
 
 def budget_ignored(evaluator):
     """The toy has no training length: every budget scores the same (Hyperband asks with one)."""
@@ -28,6 +28,8 @@ ALL_STRATEGIES = [
                  marks=pytest.mark.skipif(importlib.util.find_spec("optuna") is None, reason="optuna not installed")),
     pytest.param(lambda space, evaluator, seed: NSGA2(space, evaluator, seed=seed), id="NSGA2"),
     pytest.param(lambda space, evaluator, seed: MetaQNN(space, evaluator, seed=seed), id="MetaQNN"),
+    pytest.param(lambda space, evaluator, seed: AutoMLZero(space, evaluator, metric="val_accuracy", seed=seed),
+                 id="AutoMLZero"),
     pytest.param(lambda space, evaluator, seed: Hyperband(space, budget_ignored(evaluator), max_budget=27, seed=seed),
                  id="Hyperband"),
     pytest.param(lambda space, evaluator, seed: SuccessiveHalving(space, budget_ignored(evaluator), max_budget=27,

@@ -4,6 +4,7 @@ from nasnb.spaces.nb201 import NB201Space
 from nasnb.spaces.darts import DartsSpace, Genotype, GENOTYPES
 from nasnb.spaces.mobilenet import MobileNetSpace
 from nasnb.spaces.layers import LayerSpace
+from nasnb.spaces.programs import ProgramSpace
 
 __all__ = ["Choice", "SearchSpace", "BuildableSpace", "EnumerableSpace", "as_rng", "NB201Space", "DartsSpace",
-           "Genotype", "GENOTYPES", "MobileNetSpace", "LayerSpace"]
+           "Genotype", "GENOTYPES", "MobileNetSpace", "LayerSpace", "ProgramSpace"]

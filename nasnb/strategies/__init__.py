@@ -11,7 +11,8 @@ from nasnb.strategies.optuna_search import OptunaSearch
 from nasnb.strategies.qlearning import MetaQNN
 from nasnb.strategies.proxyless import ProxylessNAS
 from nasnb.strategies.halving import Hyperband, SuccessiveHalving
+from nasnb.strategies.automl_zero import AutoMLZero
 
 __all__ = ["Proposal", "Search", "Strategy", "RandomSearch", "RegularizedEvolution", "Controller", "Reinforce", "DARTS",
            "GDASConfig", "PDARTSConfig", "ENAS", "OptunaSearch",
-           "NSGA2", "MetaQNN", "ProxylessNAS", "SuccessiveHalving", "Hyperband"]
+           "NSGA2", "MetaQNN", "ProxylessNAS", "SuccessiveHalving", "Hyperband", "AutoMLZero"]
