@@ -303,7 +303,8 @@ def main() -> None:
             arrays = dict(f)
         meta = json.loads(arrays["meta_json"].tobytes().decode("utf-8"))
         meta["summary"] = summary
-        arrays["meta_json"] = np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+        arrays["meta_json"] = np.frombuffer(json.dumps(meta, sort_keys=True, default=float).encode("utf-8"),
+                                            dtype=np.uint8)  # numpy scalars as floats
         np.savez_compressed(path, **arrays)
         print(f"\nsummary saved in {path.relative_to(ROOT)} (meta_json['summary'])")
 
