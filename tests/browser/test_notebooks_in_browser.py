@@ -158,8 +158,19 @@ def test_there_are_notebooks():
     assert NOTEBOOKS, "notebooks/ holds no notebook"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+# Half of the notebooks here, the other half in test_notebooks_in_second_browser.py: under
+# `pytest -n 2 --dist loadfile` the two files go to the two workers, each with its own JupyterLab
+# and chromium, so the slowest tests of the suite run side by side instead of one after another.
+HERE, THERE = NOTEBOOKS[1::2], NOTEBOOKS[0::2]
+
+
+@pytest.mark.parametrize("path", HERE, ids=[p.name for p in HERE])
 def test_notebook_in_jupyterlab(path, page, lab):
+    check_notebook_in_jupyterlab(path, page, lab)
+
+
+def check_notebook_in_jupyterlab(path, page, lab):
+    """Run All on one notebook, then check what JupyterLab shows (the module docstring)."""
     name = path.name
     open_notebook(page, lab, name)
     cells = run_all(page, name)
