@@ -51,6 +51,9 @@ class LatencyTableWarning(UserWarning):
     """A table that may not fit this machine (another CPU or GPU model, another torch version)."""
 
 
+STATISTIC, ROUNDS_STATISTIC = "median", "min over rounds of the median"
+
+
 def device_name(device: torch.device) -> str:
     """What the hardware is, beyond 'cpu' or 'cuda': the GPU's name, or the CPU's model name."""
     if device.type == "cuda":
@@ -154,11 +157,16 @@ class LatencyTable:
 
     @classmethod
     def measure(cls, space: MobileNetSpace, device="cpu", threads: int = 1, batch: int = 1, warmup: int = 10,
-                repeats: int = 50, input_shape=(1, 8, 8), num_classes: int = 10) -> "LatencyTable":
-        """Time every block key of `space` and its fixed parts once, with `threads` torch threads.
+                repeats: int = 50, input_shape=(1, 8, 8), num_classes: int = 10, rounds: int = 1) -> "LatencyTable":
+        """Time every block key of `space` and its fixed parts, with `threads` torch threads.
 
         `input_shape` is one image's (C, H, W): (1, 8, 8) for digits, (3, 224, 224) for
         `MobileNetSpace.paper()`. The default space has 24 keys (seconds on a CPU).
+
+        `rounds` > 1 times every key once per round, all keys in turn, and keeps each key's fastest
+        round (the median of `repeats` passes within a round). On a shared or virtual machine a
+        neighbour slows everything for a second or two at a time; a key timed only inside such a
+        spell would be too slow, and rounds spread over time let every key meet a quiet spell.
         """
         if not isinstance(space, MobileNetSpace):
             raise InvalidTypeError(f"LatencyTable.measure needs a MobileNetSpace (a chain of blocks), got "
@@ -170,20 +178,24 @@ class LatencyTable:
         repeats = check_positive_int("repeats", repeats, example=50)
         shape = chw(input_shape)
         num_classes = check_positive_int("num_classes", num_classes, example=10)
+        rounds = check_positive_int("rounds", rounds, example=3)
         timing = dict(batch=batch, device=dev, warmup=warmup, repeats=repeats)
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            entries = {}
-            for key in block_keys(space, shape):
-                block, block_shape = _block(key)
-                entries[key] = float(time_module(block, block_shape, **timing))
-            fixed = float(time_module(FixedParts(space, shape, num_classes, batch), shape, **timing))
+            blocks = {key: _block(key) for key in block_keys(space, shape)}
+            fixed_parts = FixedParts(space, shape, num_classes, batch)
+            entries, fixed = dict.fromkeys(blocks, math.inf), math.inf
+            for _ in range(rounds):
+                for key, (block, block_shape) in blocks.items():
+                    entries[key] = min(entries[key], float(time_module(block, block_shape, **timing)))
+                fixed = min(fixed, float(time_module(fixed_parts, shape, **timing)))
         finally:
             torch.set_num_threads(previous)
         meta = dict(device=str(dev), device_name=device_name(dev), torch=torch.__version__, threads=threads,
                     batch=batch, input_shape=list(shape), num_classes=num_classes,
-                    method=dict(warmup=warmup, repeats=repeats, statistic="median"), space=repr(space))
+                    method=dict(warmup=warmup, repeats=repeats, rounds=rounds,
+                                                                        statistic=STATISTIC if rounds == 1 else ROUNDS_STATISTIC), space=repr(space))
         return cls(entries, fixed, layer_shapes(space, shape), meta)
 
     def predict(self, arch) -> float:

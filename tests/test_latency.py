@@ -81,7 +81,33 @@ def test_measure_times_each_key_once_with_the_asked_threads_then_restores_them(f
     assert set(table.entries) == HAND_KEYS
     assert table.entries[("5x5_MBConv2", 6, 8, 2, 4, 4)] == 5e6 + 2e5 + 2e4 + 600 + 4
     assert table.fixed == FIXED_SECONDS
-    assert table.meta["threads"] == asked and table.meta["method"] == {"warmup": 0, "repeats": 1, "statistic": "median"}
+    assert table.meta["threads"] == asked and table.meta["method"] == {"warmup": 0, "repeats": 1, "rounds": 1,
+                                                                        "statistic": "median"}
+
+
+def test_rounds_time_every_key_in_turn_and_keep_its_fastest_round(monkeypatch):
+    # A noisy clock: round r multiplies every latency by (1, 3, 0.5)[r] for a key of even kernel
+    # index, by (2, 1, 4)[r] otherwise, so the fastest round differs between keys.
+    calls = []
+
+    def noisy(module, input_shape, *, batch, device, warmup, repeats):
+        calls.append(module)
+        r = sum(c is module for c in calls) - 1
+        if isinstance(module, FixedParts):
+            return FIXED_SECONDS * (5, 2, 3)[r]
+        base = fake_seconds(module.kernel_size, module.expansion, module.stride, input_shape[0], input_shape[1])
+        return base * ((1, 3, 0.5) if module.kernel_size == 3 else (2, 1, 4))[r]
+
+    monkeypatch.setattr(latency, "time_module", noisy)
+    table = LatencyTable.measure(small_space(), input_shape=(1, 7, 7), rounds=3)
+    assert len(calls) == 3 * (16 + 1)
+    assert len({id(m) for m in calls[:17]}) == 17 and [id(m) for m in calls[:17]] == [id(m) for m in calls[17:34]]
+    assert table.entries[("3x3_MBConv2", 4, 6, 1, 4, 4)] == 0.5 * fake_seconds(3, 2, 1, 4, 4)
+    assert table.entries[("5x5_MBConv2", 6, 8, 2, 4, 4)] == 1 * fake_seconds(5, 2, 2, 6, 4)
+    assert table.fixed == 2 * FIXED_SECONDS
+    assert table.meta["method"] == {"warmup": 10, "repeats": 50, "rounds": 3, "statistic": "min over rounds of the median"}
+    with pytest.raises(ValueError, match="rounds.*0"):
+        LatencyTable.measure(small_space(), input_shape=(1, 7, 7), rounds=0)
 
 
 def test_measure_restores_threads_when_a_measurement_fails(monkeypatch):
@@ -125,7 +151,7 @@ def test_saved_table_loads_equal_and_is_plain_json(fake_clock, tmp_path):
     data = json.loads(path.read_text())
     assert data["device"] == "cpu" and data["threads"] == 1 and data["batch"] == 2
     assert data["torch"] == torch.__version__ and data["input_shape"] == [1, 7, 7]
-    assert data["method"] == {"warmup": 3, "repeats": 7, "statistic": "median"}
+    assert data["method"] == {"warmup": 3, "repeats": 7, "rounds": 1, "statistic": "median"}
     assert len(data["entries"]) == 16
     loaded = LatencyTable.load(path, device="cpu", threads=1)
     assert loaded == table
