@@ -45,7 +45,7 @@ from torch.func import functional_call
 
 import numpy as np
 
-from nasnb.checks import check_float, check_int, check_positive_float, check_positive_int, short
+from nasnb.checks import check_int, check_positive_float, check_positive_int, short
 from nasnb.errors import InvalidTypeError, InvalidValueError
 from nasnb.history import Step
 from nasnb.strategies.darts_variants import (GDASConfig, PDARTSConfig, check_gumbel, check_max_skip, check_pdarts,
@@ -204,24 +204,13 @@ class DARTS(OneShotSearch):
         self.order = check_int("order", order, minimum=1, maximum=2, example=2)
         self.batch_size = self._check_batch_size(batch_size, data)
         self.steps_per_epoch = len(data.train[1]) // self.batch_size  # the batch stream drops the last partial one
-        self.w_lr = check_positive_float("w_lr", w_lr, example=0.025)
-        self.w_lr_min = check_float("w_lr_min", w_lr_min, minimum=0.0, maximum=self.w_lr, example=0.001)
-        self.schedule_steps = (None if schedule_steps is None
-                               else check_positive_int("schedule_steps", schedule_steps, example=1000))
-        self.w_momentum = check_float("w_momentum", w_momentum, minimum=0.0, maximum=0.999, example=0.9)
-        self.w_weight_decay = check_float("w_weight_decay", w_weight_decay, minimum=0.0, maximum=1.0, example=3e-4)
-        self.grad_clip = None if grad_clip is None else check_positive_float("grad_clip", grad_clip, example=5.0)
-        self.alpha_lr = check_positive_float("alpha_lr", alpha_lr, example=3e-4)
-        if not isinstance(alpha_betas, (tuple, list)) or len(alpha_betas) != 2:
-            raise InvalidValueError(f"alpha_betas must be a pair (beta1, beta2), got {short(alpha_betas)}; "
-                                    "e.g. alpha_betas=(0.5, 0.999)")
-        self.alpha_betas = tuple(check_float(f"alpha_betas[{i}]", b, minimum=0.0, maximum=0.9999, example=0.5)
-                                 for i, b in enumerate(alpha_betas))
-        self.alpha_weight_decay = check_float("alpha_weight_decay", alpha_weight_decay, minimum=0.0, maximum=1.0,
-                                              example=1e-3)
+        self._set_optimisers(w_lr=w_lr, w_lr_min=w_lr_min, schedule_steps=schedule_steps, w_momentum=w_momentum,
+                             w_weight_decay=w_weight_decay, grad_clip=grad_clip, alpha_lr=alpha_lr,
+                             alpha_betas=alpha_betas, alpha_weight_decay=alpha_weight_decay, warmup_steps=warmup_steps,
+                             paper=dict(w_lr_min=0.001, w_weight_decay=3e-4, alpha_lr=3e-4, alpha_betas=(0.5, 0.999),
+                                        alpha_weight_decay=1e-3))
         self.alpha_grad_clip = (None if alpha_grad_clip is None
                                 else check_positive_float("alpha_grad_clip", alpha_grad_clip, example=5.0))
-        self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0, example=100)
         self._use_data(data, device)
         self.pdarts: PDARTSConfig | None = check_pdarts(pdarts, space)
         self.supernet_kwargs = self._supernet_kwargs(supernet_kwargs, partial_channels)

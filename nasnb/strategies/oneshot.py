@@ -29,7 +29,7 @@ import math
 
 import torch
 
-from nasnb.checks import check_positive_int, short
+from nasnb.checks import check_float, check_int, check_positive_float, check_positive_int, short
 from nasnb.errors import InvalidTypeError, InvalidValueError, TrainingDivergedError
 from nasnb.strategies.search import Search
 from nasnb.train import check_data, pick_device
@@ -76,6 +76,31 @@ class OneShotSearch(Search):
                 raise InvalidValueError(f"batch_size={batch_size}, but the {split} split has {n} images; "
                                         f"e.g. batch_size={n}")
         return batch_size
+
+    def _set_optimisers(self, *, w_lr, w_lr_min, schedule_steps, w_momentum, w_weight_decay, grad_clip, alpha_lr,
+                        alpha_betas, alpha_weight_decay, warmup_steps, paper: dict) -> None:
+        """Checks and keeps the settings of the two optimisers every one-shot search here has: SGD
+        with momentum and a cosine schedule from `w_lr` to `w_lr_min` for the weights, Adam for α.
+        `paper` holds the method's published values (w_weight_decay, alpha_betas, ...), which the
+        error messages give as the example of a valid value."""
+        self.w_lr = check_positive_float("w_lr", w_lr, example=0.025)
+        self.w_lr_min = check_float("w_lr_min", w_lr_min, minimum=0.0, maximum=self.w_lr, example=paper["w_lr_min"])
+        self.schedule_steps = (None if schedule_steps is None
+                               else check_positive_int("schedule_steps", schedule_steps, example=1000))
+        self.w_momentum = check_float("w_momentum", w_momentum, minimum=0.0, maximum=0.999, example=0.9)
+        self.w_weight_decay = check_float("w_weight_decay", w_weight_decay, minimum=0.0, maximum=1.0,
+                                          example=paper["w_weight_decay"])
+        self.grad_clip = None if grad_clip is None else check_positive_float("grad_clip", grad_clip, example=5.0)
+        self.alpha_lr = check_positive_float("alpha_lr", alpha_lr, example=paper["alpha_lr"])
+        beta1 = paper["alpha_betas"][0]
+        if not isinstance(alpha_betas, (tuple, list)) or len(alpha_betas) != 2:
+            raise InvalidValueError(f"alpha_betas must be a pair (beta1, beta2), got {short(alpha_betas)}; "
+                                    f"e.g. alpha_betas=({beta1}, 0.999)")
+        self.alpha_betas = tuple(check_float(f"alpha_betas[{i}]", b, minimum=0.0, maximum=0.9999, example=beta1)
+                                 for i, b in enumerate(alpha_betas))
+        self.alpha_weight_decay = check_float("alpha_weight_decay", alpha_weight_decay, minimum=0.0, maximum=1.0,
+                                              example=paper["alpha_weight_decay"])
+        self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0, example=100)
 
     def _use_data(self, data, device) -> None:
         """Puts the data on the device and starts the batch streams (no batch is drawn yet)."""

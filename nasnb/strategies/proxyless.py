@@ -55,7 +55,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from nasnb.checks import check_float, check_int, check_positive_float, check_positive_int, short
+from nasnb.checks import check_float, check_positive_float, short
 from nasnb.errors import InvalidTypeError, InvalidValueError, TrainingDivergedError
 from nasnb.history import Step
 from nasnb.spaces.mobilenet import MobileNetSpace
@@ -155,22 +155,11 @@ class ProxylessNAS(OneShotSearch):
         if self.latency_weight > 0 and latency_table is None:
             raise InvalidValueError(f"latency_weight={self.latency_weight:g} needs a latency_table; e.g. "
                                     f"ProxylessNAS(space, data, LatencyTable.measure(space), latency_weight=0.1)")
-        self.w_lr = check_positive_float("w_lr", w_lr, example=0.025)
-        self.w_lr_min = check_float("w_lr_min", w_lr_min, minimum=0.0, maximum=self.w_lr, example=0.0)
-        self.schedule_steps = (None if schedule_steps is None
-                               else check_positive_int("schedule_steps", schedule_steps, example=1000))
-        self.w_momentum = check_float("w_momentum", w_momentum, minimum=0.0, maximum=0.999, example=0.9)
-        self.w_weight_decay = check_float("w_weight_decay", w_weight_decay, minimum=0.0, maximum=1.0, example=4e-5)
-        self.grad_clip = None if grad_clip is None else check_positive_float("grad_clip", grad_clip, example=5.0)
-        self.alpha_lr = check_positive_float("alpha_lr", alpha_lr, example=1e-3)
-        if not isinstance(alpha_betas, (tuple, list)) or len(alpha_betas) != 2:
-            raise InvalidValueError(f"alpha_betas must be a pair (beta1, beta2), got {short(alpha_betas)}; "
-                                    "e.g. alpha_betas=(0.0, 0.999)")
-        self.alpha_betas = tuple(check_float(f"alpha_betas[{i}]", b, minimum=0.0, maximum=0.9999, example=0.0)
-                                 for i, b in enumerate(alpha_betas))
-        self.alpha_weight_decay = check_float("alpha_weight_decay", alpha_weight_decay, minimum=0.0, maximum=1.0,
-                                              example=0.0)
-        self.warmup_steps = check_int("warmup_steps", warmup_steps, minimum=0, example=100)
+        self._set_optimisers(w_lr=w_lr, w_lr_min=w_lr_min, schedule_steps=schedule_steps, w_momentum=w_momentum,
+                             w_weight_decay=w_weight_decay, grad_clip=grad_clip, alpha_lr=alpha_lr,
+                             alpha_betas=alpha_betas, alpha_weight_decay=alpha_weight_decay, warmup_steps=warmup_steps,
+                             paper=dict(w_lr_min=0.0, w_weight_decay=4e-5, alpha_lr=1e-3, alpha_betas=(0.0, 0.999),
+                                        alpha_weight_decay=0.0))
         self._use_data(data, device)
         with torch.random.fork_rng(devices=[]):  # a seeded init that leaves the caller's RNG alone
             torch.manual_seed(self.seed)
