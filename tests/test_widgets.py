@@ -740,3 +740,22 @@ def test_play_redraws_at_least_every_max_redraw_wait_seconds(monkeypatch):
     assert dash.wait(timeout=120)
     gaps = [b - a for a, b in zip(panel.drawn[1:-1], panel.drawn[2:-1])]
     assert gaps and all(300 <= gap <= 301 for gap in gaps), panel.drawn
+
+
+def test_the_title_says_what_the_search_optimises_and_in_which_direction():
+    from nasnb.strategies.nsga2 import NSGA2
+
+    def two(arch):
+        return {"val_accuracy": SPACE.evaluate(arch)["val_accuracy"], "latency_ms": float(sum(arch))}
+
+    def title(search) -> str:
+        dash = Dashboard(search)
+        text = html.unescape(re.sub("<[^>]+>", "", dash.children[0].value))
+        dash.close()
+        return text
+
+    assert title(RandomSearch(SPACE, SPACE.evaluate)).endswith("maximising val_accuracy")
+    both = title(NSGA2(SPACE, two, objectives={"val_accuracy": "max", "latency_ms": "min"}, population_size=4))
+    assert both.endswith("objectives val_accuracy max, latency_ms min (Pareto front)") and "maximising" not in both
+    fastest = title(NSGA2(SPACE, two, objectives={"latency_ms": "min"}, population_size=4))
+    assert fastest.endswith("minimising latency_ms")

@@ -42,6 +42,18 @@ from nasnb.history import Trial
 from nasnb.widgets.panels import Panel, make_panel
 
 
+def goal_html(search) -> str:
+    """What the search optimises, for the title: "maximising val_accuracy", "minimising latency_ms",
+    or, for several objectives (NSGA2), each with its direction."""
+    objectives = search.history.meta.get("objectives")
+    if isinstance(objectives, dict) and len(objectives) > 1:
+        goals = ", ".join(f"<code>{html.escape(str(name))}</code> {'max' if d != 'min' else 'min'}"
+                          for name, d in objectives.items())
+        return f"objectives {goals} (Pareto front)"
+    verb = "minimising" if search.history.direction(search.metric) == "min" else "maximising"
+    return f"{verb} <code>{html.escape(search.metric)}</code>"
+
+
 class Dashboard(widgets.VBox):
     """Controls (Step, Play/Pause, Reset, delay, history slider) above the panels of `search`.
 
@@ -88,8 +100,8 @@ class Dashboard(widgets.VBox):
         self.history_slider.observe(self._on_slider, names="value")
         self._unsubscribe = search.subscribe(self._on_trial)
 
-        title = widgets.HTML(f"<b>{html.escape(type(search).__name__)}</b> on "
-                             f"{html.escape(repr(search.space))}, maximising <code>{html.escape(search.metric)}</code>")
+        title = widgets.HTML(f"<b>{html.escape(type(search).__name__)}</b> on {html.escape(repr(search.space))}, "
+                             f"{goal_html(search)}")
         boxes = [widgets.VBox([widgets.HTML(f"<b>{html.escape(name)}</b>"), panel.widget],
                               layout=widgets.Layout(flex="1 1 420px", min_width="320px", max_width="720px", margin="4px"))
                  for name, panel in self.panels.items()]
