@@ -43,9 +43,10 @@ import numpy as np
 import torch
 
 import nasnb
-from nasnb.evaluators import TrainEvaluator
-from nasnb.spaces import DartsSpace, NB201Space
-from nasnb.strategies import DARTS, ENAS, RegularizedEvolution, Reinforce
+from nasnb.evaluators import TableEvaluator, TrainEvaluator
+from nasnb.spaces import DartsSpace, LayerSpace, NB201Space
+from nasnb.strategies import DARTS, ENAS, NSGA2, MetaQNN, RegularizedEvolution, Reinforce
+from nasnb.strategies.qlearning import paper_schedule
 from nasnb.viz import has_dot
 from nasnb import registry
 from nasnb.widgets import Dashboard
@@ -61,7 +62,7 @@ def notebook_evaluator():
 
 def free_evaluator(seed=0):
     rng = np.random.default_rng(seed)
-    return lambda arch: {"val_accuracy": float(rng.uniform(0.5, 1.0))}
+    return lambda arch: {"val_accuracy": float(rng.uniform(0.5, 1.0)), "flops": float(rng.uniform(1e5, 1e6))}
 
 
 CONFIGS = {
@@ -77,6 +78,16 @@ CONFIGS = {
     "enas": {"make": lambda _: ENAS(NB201Space(), nasnb.data.load("digits", seed=SEED), child_steps=10,
                                     controller_steps=10, schedule_steps=40, seed=SEED),
              "panels": ENAS.panels, "budget": None, "trials": False},
+    # 07_hardware_aware: NSGA-II on the shipped table (a step is a lookup, about 2 ms)
+    "nsga2": {"make": lambda ev: NSGA2(NB201Space(), ev, objectives={"val_accuracy": "max", "flops": "min"},
+                                       population_size=20, seed=SEED),
+              "evaluator": lambda: TableEvaluator(nasnb.bench.load("nb201-digits")),
+              "panels": NSGA2.panels, "budget": 200, "trials": True},
+    # 09_metaqnn at its default budget: MetaQNN on LayerSpace, networks trained 3 epochs on the 1,000 training digits
+    "metaqnn": {"make": lambda ev: MetaQNN(LayerSpace(), ev, epsilon_schedule=paper_schedule(0.02), seed=SEED),
+                "evaluator": lambda: TrainEvaluator(nasnb.data.load("digits", seed=SEED),
+                                                    epochs=3, space=LayerSpace(), seed=SEED, count_flops=False),
+                "panels": MetaQNN.panels, "budget": 54, "trials": True},
 }
 
 
@@ -136,7 +147,7 @@ def at_budget(config: dict, budget: int) -> dict:
 
 def play_share(config: dict, steps: int) -> tuple[float, int]:
     """Play a fresh search for `steps` steps; (share of the wall time spent redrawing, redraws)."""
-    search = config["make"](notebook_evaluator() if config["trials"] else None)
+    search = config["make"](config.get("evaluator", notebook_evaluator)() if config["trials"] else None)
     dash = Dashboard(search, panels=config["panels"])
     start = time.perf_counter()
     dash.play()
@@ -151,7 +162,7 @@ def play_share(config: dict, steps: int) -> tuple[float, int]:
 
 
 def report(name: str, config: dict, steps: int, play_steps: int) -> None:
-    evaluator = notebook_evaluator() if config["trials"] else None
+    evaluator = config.get("evaluator", notebook_evaluator)() if config["trials"] else None
     search = config["make"](evaluator)
     dash = Dashboard(search, panels=config["panels"])
     step_times, redraws, from_scratch = stepped(dash, steps)
@@ -199,21 +210,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--steps", type=int, default=None, help="steps per configuration (default: 8 for the "
-                        "multi-trial searches, 40 for DARTS on NB201 and for ENAS, 4 on DARTS' space)")
+                        "multi-trial searches, 40 for DARTS on NB201, ENAS and NSGA2, 4 on DARTS' space)")
     parser.add_argument("--play", type=int, default=None, help="steps of the Play measurement (0: skip it; default "
                         "20 trials, 60 DARTS steps on NB201, 4 on DARTS' space, 40 ENAS steps)")
     parser.add_argument("--quick", action="store_true", help="fewer steps")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    default_steps = {"evolution": 8, "reinforce": 8, "darts-nb201": 40, "darts-darts": 4, "enas": 40}
+    default_steps = {"evolution": 8, "reinforce": 8, "darts-nb201": 40, "darts-darts": 4, "enas": 40, "nsga2": 40,
+                     "metaqnn": 8}
     if args.quick:
-        default_steps = {"evolution": 4, "reinforce": 4, "darts-nb201": 15, "darts-darts": 2, "enas": 15}
+        default_steps = {"evolution": 4, "reinforce": 4, "darts-nb201": 15, "darts-darts": 2, "enas": 15,
+                         "nsga2": 15, "metaqnn": 4}
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} thread), python "
           f"{platform.python_version()}, cells drawn with {'graphviz' if has_dot() else 'matplotlib'}, "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    default_play = {"evolution": 20, "reinforce": 20, "darts-nb201": 60, "darts-darts": 4, "enas": 40}
+    default_play = {"evolution": 20, "reinforce": 20, "darts-nb201": 60, "darts-darts": 4, "enas": 40, "nsga2": 200,
+                    "metaqnn": 20}
     for name in args.configs:
         steps = args.steps or default_steps[name]
         play = args.play if args.play is not None else (0 if args.quick else default_play[name])

@@ -81,3 +81,45 @@ def test_the_renderer_draws_the_path_table_and_the_curves():
     fig = Figure()
     ax = fig.add_subplot()
     assert plot_qtable(history, upto=0, ax=ax) is fig and ax.texts[0].get_text() == "no trial yet"
+
+
+def test_the_html_table_holds_the_paths_q_values_and_marks_the_taken_action():
+    import re
+
+    from nasnb.viz.qtable import qtable_html
+
+    data = qtable_data(one_trial_history(2))
+    text = qtable_html(data)
+    rows = re.findall(r"<tr>(.*?)</tr>", text)
+    assert len(rows) == 1 + 2  # the header, then one row per state of the path
+    assert re.findall(r"<th[^>]*>([^<]*)</th>", rows[0]) == ["", "C", "SM"]
+    first = re.findall(r"<td([^>]*)>([^<]*)</td>", rows[1])
+    second = re.findall(r"<td([^>]*)>([^<]*)</td>", rows[2])
+    assert [float(v) for _, v in first] == [round(q, 3) for q in data["path"][0]["q"]]
+    assert "outline" in first[0][0] and "outline" not in first[1][0]  # C was taken from the start
+    assert second[0][1] == "" and "#EEEEEE" in second[0][0]  # C is not allowed after C here
+    assert float(second[1][1]) == round(data["q"]["1 C"]["SM"], 3) and "outline" in second[1][0]
+    assert "0 start ~" in rows[1] and "1 C ~" not in rows[2]  # the start's action was random
+    assert qtable_html(qtable_data(one_trial_history(2), upto=0)) == "<i>no trial yet</i>"
+
+
+def test_live_qtable_moves_the_curves_and_a_blit_is_the_fresh_picture():
+    from nasnb.viz.qtable import LiveQTable
+
+    search = MetaQNN(SPACE, score, epsilon_schedule=((1.0, 15), (0.3, 25)), replay_batch=30, seed=4)
+    search.run(40, progress=False)
+    live = LiveQTable()
+    live.render(search.history, 31)
+    blits = live.blits
+    for upto in (32, 33, 34):
+        png = live.render(search.history, upto)
+        data = qtable_data(search.history, upto)
+        assert list(live.artists["epsilon"].get_ydata()) == data["epsilon"]
+        done = [[n, r] for n, r in zip(data["number"], data["rewards"]) if r is not None]
+        assert live.artists["rewards"].get_offsets().tolist() == done
+        assert png == LiveQTable().render(search.history, upto)
+    assert live.blits == blits + 3
+    fresh = LiveQTable()
+    for upto in range(1, 41):
+        fresh.render(search.history, upto)
+    assert fresh.full_draws <= 6 and fresh.full_draws + fresh.blits == 40

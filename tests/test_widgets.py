@@ -393,6 +393,10 @@ def test_dashboard_for_learning_strategies(name):
     assert len(set(views)) == 6  # every step changes the picture, a failed one too
     dash.show_step(2)
     assert bytes(plot.image.value) == views[1]
+    if name == "MetaQNN":  # the Q-values along trial 1's path, as an HTML table beside the figure
+        from nasnb.viz.qtable import qtable_data, qtable_html
+
+        assert "trial 1 " in plot.table.value and plot.table.value.endswith(qtable_html(qtable_data(search.history, 2)))
 
 
 def test_widgets_use_no_pyplot():

@@ -128,3 +128,24 @@ class AlphasPanel(LivePanel):
 
         self.cell_draws += 1
         return cell_image(space, space.parse(derived), format="png")
+
+
+class QTablePanel(LivePanel):
+    """A MetaQNN agent live: ε and the rewards as a moving figure (LiveQTable) and, above it, the
+    Q-values along the last sampled path as an HTML table (`qtable_html`): the rows and columns
+    change with every path, which as text costs a string, where a matplotlib table took 0.45 s."""
+
+    def __init__(self, figsize: tuple | None = None, dpi: int = 72):
+        super().__init__("nasnb.viz.qtable:LiveQTable", title="qtable", figsize=figsize, dpi=dpi)
+        self.table = widgets.HTML()
+        self.widget = widgets.VBox([self.caption, self.table, self.image])
+
+    def _draw(self, search, upto: int) -> None:
+        super()._draw(search, upto)
+        if self.data_shown is None:
+            self.table.value = ""
+            return
+        from nasnb.viz.qtable import qtable_html
+
+        self.table.value = (f"<div style='{CAPTION_STYLE}'>Q along the path of trial {self.data_shown['trial']} "
+                            f"(outlined: taken; ~: a random action)</div>{qtable_html(self.data_shown)}")

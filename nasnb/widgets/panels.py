@@ -288,6 +288,13 @@ def live_panel(live: str, title: str) -> Panel:
     return LivePanel(live, title)
 
 
+def qtable_panel() -> Panel:
+    """A `QTablePanel` (live_panels.py, imported when it is made, as in live_panel)."""
+    from nasnb.widgets.live_panels import QTablePanel
+
+    return QTablePanel()
+
+
 def alphas_panel() -> Panel:
     """An `AlphasPanel` (live_panels.py, imported when it is made, as in live_panel)."""
     from nasnb.widgets.live_panels import AlphasPanel
@@ -303,6 +310,7 @@ LIVE_PANELS: dict[str, Callable[[], Panel]] = {
     "nasnb.viz.policy:plot_policy": functools.partial(live_panel, "nasnb.viz.policy:LivePolicy", "policy"),
     "nasnb.viz.alphas:plot_alphas": alphas_panel,
     "nasnb.viz.pareto:plot_pareto": functools.partial(live_panel, "nasnb.viz.pareto:LivePareto", "pareto"),
+    "nasnb.viz.qtable:plot_qtable": qtable_panel,
 }
 
 
