@@ -230,8 +230,11 @@ def test_an_evaluator_that_raises_on_a_worker_is_a_failed_trial_with_its_error_a
         if "op3" in trial.arch:
             assert trial.state == "failed" and trial.error.startswith("InvalidValueError: ")
             assert "op3" in trial.error  # the worker's message names the op it refused
-            where = trial.error.rsplit(f"(at {toy.__file__}:", 1)[1].rstrip(")")
+            where = trial.error.splitlines()[0].rsplit(f"(at {toy.__file__}:", 1)[1].rstrip(")")
             assert "raise" in linecache.getline(toy.__file__, int(where))  # the line that raised, on the worker
+            # ... and the worker's traceback, from the evaluation down to that line
+            trace = trial.error.split("\n\n", 1)[1]
+            assert trace.startswith("Traceback (most recent call last):") and f'File "{toy.__file__}", line {where}' in trace
         else:
             assert trial.state == "complete" and trial.value("val_accuracy") == toy_score(trial.arch.split("-"), scorer)
     FAULTS["evaluator errors survived"] += len(failed)

@@ -305,12 +305,21 @@ def _result(future) -> tuple:
         return None, 0.0, _error_text(err)
 
 
-def _error_text(err: BaseException, limit: int = 2000) -> str:
-    """'Type: message' and where it was raised, capped: what a failed trial keeps of its error."""
+def _error_text(err: BaseException, limit: int = 2000, trace_limit: int = 4000) -> str:
+    """What a failed trial keeps of its error: a first line 'Type: message (at file:line)', capped
+    at `limit` characters, then a blank line and the traceback from the evaluation down to the
+    raise (its last `trace_limit` characters), formatted where the error happened: on a Dask or
+    process-pool worker, the worker's own frames, which the machine that reads the history
+    never saw."""
     where = traceback.extract_tb(err.__traceback__)[-1:] if err.__traceback__ else []
     at = f" (at {where[0].filename}:{where[0].lineno})" if where else ""
     text = f"{type(err).__name__}: {err}{at}"
-    return text if len(text) <= limit else text[:limit] + "..."
+    text = text if len(text) <= limit else text[:limit] + "..."
+    if not err.__traceback__:
+        return text
+    trace = "".join(traceback.format_exception(type(err), err, err.__traceback__)).rstrip()
+    trace = trace if len(trace) <= trace_limit else "...\n" + trace[-trace_limit:]
+    return f"{text}\n\n{trace}"
 
 
 def _outcome(metrics, error, pruned: bool, metric: str) -> tuple[str, dict, str | None]:
