@@ -122,7 +122,7 @@ class Trial:
     def value(self, metric: str) -> float:
         """metrics[metric] as a float; a clear error when the trial has no such number."""
         if metric not in self.metrics:
-            why = f" (it {self.state}: {self.error})" if self.state == "failed" else ""
+            why = f" (it {self.state}: {(self.error or '').partition(chr(10))[0]})" if self.state == "failed" else ""
             raise UnknownNameError(f"trial {self.number} has no metric {metric!r}{why}; "
                                    f"it reported {sorted(self.metrics)}")
         return float(self.metrics[metric])

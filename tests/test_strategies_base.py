@@ -13,7 +13,8 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 import pytest
 import torch
 
-from nasnb.errors import EvaluationError, InvalidTypeError, InvalidValueError, NasnbError, ResumeMismatchError
+from nasnb.errors import (EvaluationError, InvalidTypeError, InvalidValueError, NasnbError, ResumeMismatchError,
+                          UnknownNameError)
 from nasnb.history import Step, Trial
 from nasnb.spaces.toy import ToySpace
 from nasnb.strategies import RandomSearch, RegularizedEvolution, Reinforce, Search
@@ -185,8 +186,14 @@ def test_run_stops_after_max_failures_in_a_row_and_keeps_them():
         raise KeyError("val_acc")
 
     search = RandomSearch(SPACE, broken)
-    with pytest.raises(EvaluationError, match="last 10 trials failed.*KeyError"):
+    with pytest.raises(EvaluationError, match="last 10 trials failed.*KeyError") as stopped:
         search.run(100, progress=False)
+    first, _, trace = str(stopped.value).partition("\n\n")  # the reason on one line, then where it was raised
+    assert "max_failures=None" in first and trace.startswith("The last one, where it was raised:\nTraceback")
+    assert 'raise KeyError("val_acc")' in trace and trace.rstrip().endswith("KeyError: 'val_acc'")
+    assert search.history[-1].error.partition("\n")[0].startswith("KeyError: 'val_acc' (at ")
+    with pytest.raises(UnknownNameError, match=r"it failed: KeyError: 'val_acc' \(at [^\n]*\); it reported \[\]"):
+        search.history[-1].value("val_accuracy")
     assert len(search.history) == 10 and search.history.count("failed") == 10
     assert len(RandomSearch(SPACE, broken).run(15, progress=False, max_failures=None)) == 15
 

@@ -226,9 +226,11 @@ class Strategy(Search):
             return
         recent = self.history[-max_failures:]
         if all(getattr(t, "state", None) == "failed" for t in recent):
-            raise EvaluationError(f"the last {max_failures} trials failed; the last error was: {recent[-1].error}. "
+            first, _, trace = (recent[-1].error or "").partition("\n\n")
+            raise EvaluationError(f"the last {max_failures} trials failed; the last error was: {first}. "
                                   "They are kept in search.history; fix the evaluator and run again to continue "
-                                  "(or pass max_failures=None to keep going)")
+                                  "(or pass max_failures=None to keep going)"
+                                  + (f"\n\nThe last one, where it was raised:\n{trace}" if trace else ""))
 
     def _step_parallel(self, executor: Executor, k: int) -> list[Trial]:
         # A batch interrupted half-told (a resumed checkpoint) is finished on its own first: asking
