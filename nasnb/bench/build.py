@@ -164,9 +164,12 @@ def assemble(folder: Path, protocol: dict, machine: dict | None = None) -> Table
             "data_fingerprint": data.fingerprint(), "built_on": machine or (built[0] if built else {}),
             "total_train_seconds": float(np.nansum(seconds)),
             "flops_note": "forward FLOPs of one image, multiply-add = 2 (nasnb.cost.count_flops)"}
+    latency = read_latency(folder)  # None: no latency-*.json shards, the table has no latency_ms
+    if latency is not None:
+        meta["latency"] = latency[1]
     return Table(protocol["name"], meta, np.array(cells, dtype=np.int32), class_of, val.astype(np.uint16),
                  test.astype(np.uint16), seconds, np.array(costs["params"], dtype=np.int64),
-                 np.array(costs["flops"], dtype=np.int64))
+                 np.array(costs["flops"], dtype=np.int64), latency_ms=None if latency is None else latency[0])
 
 
 def _cpu_name() -> str:
@@ -187,3 +190,69 @@ def machine_facts(device: str = "cpu") -> dict:
     if device.startswith("cuda") and torch.cuda.is_available():
         facts["gpu"] = torch.cuda.get_device_name(0)
     return facts
+
+
+# ----------------------------------------------------------------------------- latency of every cell
+
+# How benchmarks/tables/measure_latency.py times the 15,625 networks (benchmarks/README.md, "Latency in
+# the shipped table"): each cell's network as the protocol builds it, batch 1, one thread, eval mode, no
+# grad, nasnb.cost.measure_latency's median of `repeats` calls after `warmup`; every cell in `passes`
+# separated passes over all cells, the table keeping each cell's fastest pass (this VM has slow spells).
+LATENCY_METHOD = {"function": "nasnb.cost.measure_latency", "batch_size": 1, "warmup": 3, "repeats": 15,
+                  "statistic": "median", "mode": "eval, no_grad", "threads": 1, "device": "cpu",
+                  "network": PROTOCOL["network"], "num_classes": 10, "input": [1, 8, 8],
+                  "passes": 2, "combine": "min over passes"}
+
+
+def cell_latency(method: dict, indices) -> list[float]:
+    """Median forward latency in ms of the network of each cell at `indices` (enumerate positions)."""
+    import torch
+
+    from nasnb.cost import measure_latency
+
+    torch.set_num_threads(method["threads"])
+    space, shape = NB201Space(), tuple(method["input"])
+    times = []
+    # the process's first network pays one-off set-up (kernel choice, allocator growth): time one untimed
+    warm = space.build(("nor_conv_3x3",) * 6, **method["network"], num_classes=method["num_classes"],
+                       in_channels=shape[0])
+    measure_latency(warm, shape, device=method["device"], warmup=method["warmup"], repeats=method["repeats"])
+    for index in indices:
+        model = space.build(arch_at(index), **method["network"], num_classes=method["num_classes"],
+                            in_channels=shape[0])
+        r = measure_latency(model, shape, batch_size=method["batch_size"], device=method["device"],
+                            warmup=method["warmup"], repeats=method["repeats"])
+        times.append(round(r["median"] * 1e3, 5))
+    return times
+
+
+def read_latency(folder: Path, method: dict = LATENCY_METHOD) -> tuple[np.ndarray, dict] | None:
+    """(latency_ms of the 15,625 cells, a note for the table's meta) from the folder's latency-*.json
+    shards, each cell's fastest pass; None when there is none. A partial set is refused."""
+    paths = sorted(Path(folder).glob("latency-*.json"))
+    if not paths:
+        return None
+    size = len(NB201Space())
+    latency = np.full(size, np.inf)
+    passes, loads, machines = [], [], []
+    for path in paths:
+        shard = json.loads(path.read_text())
+        if shard.get("method_hash") != protocol_hash(method):
+            raise ResumeMismatchError(f"{path} was measured with method {shard.get('method_hash')}, not "
+                                      f"{protocol_hash(method)}; measure into another folder or delete it")
+        start, stop = shard["indices"]
+        for p in shard["passes"]:
+            latency[start:stop] = np.minimum(latency[start:stop], p["median_ms"])
+            loads += [p["load_start"][0], p["load_end"][0]]
+            machines.append(p["machine"])
+        passes.append(len(shard["passes"]))
+    missing = int(np.isinf(latency).sum())
+    if missing:
+        raise DamagedFileError(f"{folder}: the latency of {missing} of {size} cells is missing; run "
+                               "benchmarks/tables/measure_latency.py again")
+    note = {"method": method, "method_hash": protocol_hash(method), "machine": machines[0],
+            "passes_per_cell": [min(passes), max(passes)],
+            "load_1min": [round(min(loads), 2), round(float(np.median(loads)), 2), round(max(loads), 2)],
+            "note": "ms of one forward pass of one image on the machine named, a busy shared VM (load_1min: "
+                    "min, median, max at the shards' starts and ends); compare cells, not machines"}
+    return latency.astype(np.float32), note

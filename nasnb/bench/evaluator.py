@@ -8,7 +8,7 @@ from nasnb.checks import check_int, short
 from nasnb.errors import InvalidTypeError
 
 TABLE_METRICS = ("val_accuracy", "test_accuracy", "val_curve", "epochs", "seconds", "trained_arch", "params",
-                 "flops")
+                 "flops", "latency_ms")
 
 
 class TableEvaluator:
@@ -17,7 +17,10 @@ class TableEvaluator:
     Returns ``val_accuracy`` and ``val_curve`` after `epochs` epochs, ``test_accuracy`` (the fully
     trained network's, for plots: a search must not select on it), ``seconds`` (the *simulated*
     training time: what training `arch` for `epochs` epochs took when the table was built),
-    ``trained_arch`` (the representative whose training it was), ``params`` and ``flops``.
+    ``trained_arch`` (the representative whose training it was), ``params`` and ``flops``, and
+    ``latency_ms`` (the measured forward time of one image: table.meta["latency"] says how) when the
+    table has it; ``evaluator.metrics`` lists what this one reports, so a search that asks a table
+    without latency for ``latency_ms`` is refused when it starts.
 
     ``evaluator(arch, budget=b)`` looks up `b` epochs instead of `epochs` (successive halving and
     Hyperband evaluate at budgets): ``val_accuracy`` is the learning curve's value after epoch `b` and
@@ -50,6 +53,8 @@ class TableEvaluator:
                                    "e.g. table=nasnb.bench.load('nb201-digits')")
         self.table = table
         self.space = table.space
+        self.latency = getattr(table, "latency_ms", None) is not None
+        self.metrics = TABLE_METRICS if self.latency else tuple(m for m in TABLE_METRICS if m != "latency_ms")
         self.epochs = table.max_epochs if epochs is None else check_int(
             "epochs", epochs, minimum=1, maximum=table.max_epochs, example=table.max_epochs)
         self.seed = seed
@@ -66,9 +71,12 @@ class TableEvaluator:
             epochs = check_int("budget", budget, minimum=1, maximum=self.max_budget, example=self.max_budget)
         q = self.table.query(arch, epochs, self.seed)
         self.lookups += 1
-        return {"val_accuracy": q["val_accuracy"], "test_accuracy": q["test_accuracy"], "val_curve": q["val_curve"],
-                "epochs": q["epochs"], "seconds": q["train_seconds"], "trained_arch": q["arch"],
-                "params": q["params"], "flops": q["flops"]}
+        record = {"val_accuracy": q["val_accuracy"], "test_accuracy": q["test_accuracy"], "val_curve": q["val_curve"],
+                  "epochs": q["epochs"], "seconds": q["train_seconds"], "trained_arch": q["arch"],
+                  "params": q["params"], "flops": q["flops"]}
+        if self.latency:
+            record["latency_ms"] = q["latency_ms"]
+        return record
 
     def evaluate(self, arch, budget: int | None = None) -> dict:
         """The same as ``evaluator(arch, budget)``."""

@@ -11,7 +11,9 @@ look up their class's representative), for each seed of the protocol:
 * the training seconds (wall time of the whole training, measured when the table was built),
 
 and, for each of the 15,625 cells, the parameters and FLOPs of its own network (members of a class
-can differ: a conv on an edge whose output is never used still has weights).
+can differ: a conv on an edge whose output is never used still has weights), and optionally
+``latency_ms``, its network's measured forward time for one image (benchmarks/tables/
+measure_latency.py; how and on which machine: ``meta["latency"]``). A table without it still loads.
 
 Accuracies are stored as *counts of correct images* (uint16) with the split sizes in the metadata,
 so every figure is an exact fraction, and the file is small. Learning curves come from one training
@@ -35,6 +37,7 @@ from nasnb.spaces.nb201 import EDGES, OPS, NB201Space
 
 ARRAYS = ("meta_json", "cells", "class_of", "val_correct", "test_correct", "train_seconds", "params", "flops")
 FORMAT = "nasnb-table-1"
+OPTIONAL_ARRAYS = ("latency_ms",)  # a table file may lack them
 METRICS = ("val_accuracy", "test_accuracy")
 
 
@@ -65,7 +68,8 @@ class Table:
     """
 
     def __init__(self, name: str, meta: dict, cells: np.ndarray, class_of: np.ndarray, val_correct: np.ndarray,
-                 test_correct: np.ndarray, train_seconds: np.ndarray, params: np.ndarray, flops: np.ndarray):
+                 test_correct: np.ndarray, train_seconds: np.ndarray, params: np.ndarray, flops: np.ndarray,
+                 latency_ms: np.ndarray | None = None):
         self.name = name
         self.meta = meta
         self.space = NB201Space()
@@ -76,6 +80,8 @@ class Table:
                   "train_seconds": (train_seconds.shape, (n_cells, n_seeds)),
                   "params": (params.shape, (size,)), "flops": (flops.shape, (size,)),
                   "seeds": ((len(meta.get("seeds", ())),), (n_seeds,))}
+        if latency_ms is not None:
+            shapes["latency_ms"] = (latency_ms.shape, (size,))
         for what, (got, expected) in shapes.items():
             if tuple(got) != expected:
                 raise DamagedFileError(f"table {name!r}: {what} has shape {tuple(got)}, expected {expected}")
@@ -83,8 +89,10 @@ class Table:
         self.class_of = class_of
         self.val_correct, self.test_correct = val_correct, test_correct
         self.train_seconds, self.params, self.flops = train_seconds, params, flops
-        for array in (class_of, val_correct, test_correct, train_seconds, params, flops):
-            array.setflags(write=False)
+        self.latency_ms = latency_ms  # (15,625,) ms of one forward pass, or None: not measured
+        for array in (class_of, val_correct, test_correct, train_seconds, params, flops, latency_ms):
+            if array is not None:
+                array.setflags(write=False)
         self.val_size, self.test_size = int(meta["val_size"]), int(meta["test_size"])
         self.max_epochs = n_epochs
         self.seeds = list(meta["seeds"])
@@ -92,6 +100,7 @@ class Table:
         self._strings = {}  # row -> the representative's string, made when first asked
         self._cache = {}  # (epochs, seed position) -> _figures' lists
         self._params, self._flops = params.tolist(), flops.tolist()  # plain ints: a lookup returns them
+        self._latency = None if latency_ms is None else latency_ms.tolist()
 
     # ------------------------------------------------------------------ reading the file
 
@@ -103,7 +112,7 @@ class Table:
                 missing = [k for k in ARRAYS if k not in archive.files]
                 if missing:
                     raise DamagedFileError(f"{path} is not a nasnb table: it lacks {missing}")
-                arrays = {k: archive[k] for k in ARRAYS}
+                arrays = {k: archive[k] for k in ARRAYS + OPTIONAL_ARRAYS if k in archive.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
             if isinstance(err, DamagedFileError):
                 raise
@@ -116,10 +125,11 @@ class Table:
     def save(self, path) -> None:
         """Write the table as one compressed archive (what `from_file` reads)."""
         meta = json.dumps({**self.meta, "format": FORMAT}, sort_keys=True).encode("utf-8")
+        optional = {} if self.latency_ms is None else {"latency_ms": self.latency_ms}
         np.savez_compressed(path, meta_json=np.frombuffer(meta, dtype=np.uint8),
                             cells=np.array([arch_index(a) for a in self.cells], dtype=np.int32),
                             class_of=self.class_of, val_correct=self.val_correct, test_correct=self.test_correct,
-                            train_seconds=self.train_seconds, params=self.params, flops=self.flops)
+                            train_seconds=self.train_seconds, params=self.params, flops=self.flops, **optional)
 
     # ------------------------------------------------------------------ lookups
 
@@ -165,18 +175,28 @@ class Table:
         ``val_accuracy`` and ``val_curve`` (after epochs 1..epochs), ``test_accuracy`` (after the
         full training: the table records it at the end only), ``train_seconds`` (the recorded
         seconds scaled by epochs / max_epochs: every epoch costs the same), ``params`` and ``flops``
-        of `arch`'s own network, ``epochs`` and ``seed``.
+        of `arch`'s own network (and its ``latency_ms`` when the table has it), ``epochs`` and ``seed``.
         """
         arch = self.resolve(arch)
         row, epochs, k = self._row[arch], self.check_epochs(epochs), self.check_seed(seed)
         curves, tests, seconds = self._figures(epochs, k)
         index = arch_index(arch)
-        return {
+        record = {
             "arch": self.representative(row), "val_accuracy": curves[row][-1], "val_curve": list(curves[row]),
             "test_accuracy": tests[row] / self.test_size, "train_seconds": seconds[row] * epochs / self.max_epochs,
             "params": self._params[index], "flops": self._flops[index], "epochs": epochs,
             "seed": None if k is None else self.seeds[k],
         }
+        if self._latency is not None:
+            record["latency_ms"] = self._latency[index]
+        return record
+
+    def latency(self) -> np.ndarray:
+        """``latency_ms`` of all 15,625 cells in enumerate order; refused when the table has none."""
+        if self.latency_ms is None:
+            raise DamagedFileError(f"table {self.name!r} has no latency_ms (it was built without "
+                                   "benchmarks/tables/measure_latency.py); use params or flops, or measure it")
+        return self.latency_ms
 
     def _figures(self, epochs: int, k: int | None) -> tuple[list, list, list]:
         """Every row's validation curve, mean test count and mean seconds for (epochs, seed
