@@ -11,9 +11,10 @@ import time
 import pytest
 import torch
 
-from nasnb import evaluators, train
+from nasnb import train
+from nasnb import pool as pool_module
 from nasnb.errors import InvalidTypeError, InvalidValueError
-from nasnb.evaluators import check_devices, claim_slot, process_pool, release_slot, worker_slots
+from nasnb.pool import check_devices, claim_slot, process_pool, release_slot, worker_slots
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -96,7 +97,7 @@ def report(barrier_dir):
         deadline = time.time() + 120
         while len(os.listdir(barrier_dir)) < 2 and time.time() < deadline:
             time.sleep(0.05)
-    return os.getpid(), evaluators.WORKER_PLACE, str(train.pick_device("auto")), torch.get_num_threads()
+    return os.getpid(), pool_module.WORKER_PLACE, str(train.pick_device("auto")), torch.get_num_threads()
 
 
 @pytest.mark.slow  # about 30 s on a busy 2-core machine: four workers start (spawn)
