@@ -10,6 +10,7 @@ import torch
 
 from nasnb.automl_zero.evaluator import ProgramEvaluator
 from nasnb.automl_zero.interpreter import evaluate, execute, fec_hash, task_fitness
+from nasnb.automl_zero.liveness import RANDOM_OPS, prune, useful
 from nasnb.automl_zero.ops import ALL_OPS, OPS, SGD_OPS
 from nasnb.automl_zero.program import Instruction, Program, format_program, parse_program
 from nasnb.automl_zero.tasks import Tasks, make_tasks
@@ -150,6 +151,62 @@ def test_fec_reuses_the_fitness_of_an_equivalent_program():
     assert fec_hash(a, probe, SMALL.sizes) == fec_hash(b, probe, SMALL.sizes) != fec_hash(c, probe, SMALL.sizes)
     evaluator.forget()
     assert (evaluator.evaluations, evaluator.fec_hits, evaluator.cache) == (0, 0, {})
+
+
+def test_one_task_at_a_time_equals_all_tasks_at_once():
+    # the paper's interpreter runs one task at a time; ours runs a batch: the same numbers per task
+    space = ProgramSpace(ops=[o for o in ALL_OPS if o not in RANDOM_OPS], scalars=5, vectors=4, matrices=2,
+                         init_sizes=(5, 4, 5))
+    tasks = make_tasks("nonlinear", num_tasks=3, features=4, num_train=6, num_valid=4, seed=2)
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        program = space.sample(rng)
+        together = execute(program, tasks, space.sizes)
+        for b in range(3):
+            alone = execute(program, Tasks(*(a[b:b + 1] for a in tasks)), space.sizes)
+            for x, y in zip(together, alone):
+                np.testing.assert_allclose(x[b:b + 1], y, rtol=1e-12, atol=1e-300, equal_nan=True)
+
+
+# ----------------------------------------------------------------------------- dead code
+
+
+def test_prune_removes_exactly_the_dead_instructions():
+    dead = SGD.replace("s2 = 0.1", "s3 = 0.5\n  s2 = 0.1")  # s3 is overwritten in Learn before anyone reads it
+    dead = dead.replace("s1 = dot(v0, v1)", "s1 = dot(v0, v1)\n  s3 = dot(v0, v2)")  # ditto
+    dead = dead.replace("v2 = s3 * v0", "v2[1] = 0.5\n  v2 = s3 * v0") + "\n  v2 = v1 + v1"  # v2 overwritten
+    program = FULL.parse(dead)
+    assert program.size == 6 + 4
+    assert prune(program) == FULL.parse(SGD)
+    assert useful(program) == ((False, True), (True, False), (True, True, False, True, True, False))
+    # live only across the loop: s2 set in Learn is read by the next Learn; s3 by the next Predict
+    loop = SMALL.parse("def Setup(): pass\ndef Predict(): s1 = s3 * s1\ndef Learn(): s3 = s2 - s0; s2 = s0 * s0")
+    assert prune(loop) == loop
+    assert prune(SMALL.parse("def Setup(): s2 = 0.3\ndef Predict(): pass\ndef Learn(): s3 = s2 * s0")) == SMALL.empty()
+    random_kept = FULL.parse("def Setup(): s2 = uniform(-1.0, 1.0)\ndef Predict(): pass\ndef Learn(): pass")
+    assert prune(random_kept) == random_kept  # a draw moves the generator on: never removed
+
+
+def test_pruned_programs_predict_bit_for_bit_the_same():
+    space = ProgramSpace(ops=ALL_OPS, scalars=5, vectors=4, matrices=2, init_sizes=(6, 6, 6))
+    tasks = make_tasks("linear", num_tasks=3, features=4, num_train=8, num_valid=5, seed=1)
+    rng, removed = np.random.default_rng(0), 0
+    for _ in range(60):
+        program = space.sample(rng)
+        pruned = prune(program)
+        removed += program.size - pruned.size
+        for x, y in zip(execute(program, tasks, space.sizes, seed=3), execute(pruned, tasks, space.sizes, seed=3)):
+            assert np.array_equal(x, y, equal_nan=True)
+    assert removed > 60 * 18 / 2  # random programs are mostly dead code
+
+
+def test_evaluator_looks_pruned_programs_up_without_running_them():
+    evaluator = ProgramEvaluator(SMALL, num_tasks=3, num_train=30, num_valid=10)
+    first = evaluator(SMALL.parse(SGD))
+    again = evaluator(SMALL.parse(SGD + "\n  s3 = s1 * s1"))  # one dead instruction more
+    assert again == first and (evaluator.evaluations, evaluator.fec_hits, evaluator.exact_hits) == (1, 1, 1)
+    whole = evaluate(SMALL.parse(SGD + "\n  s3 = s1 * s1"), evaluator.tasks, SMALL.sizes)
+    assert whole["fitness"] == first["fitness"]  # the unpruned program scores exactly alike
 
 
 # ----------------------------------------------------------------------------- mutations

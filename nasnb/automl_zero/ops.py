@@ -73,7 +73,8 @@ def _set_matrix_element(x, y, c, rng, old):  # OP58: m[i, j] = C
 
 
 def _uniform(x, y, c, rng, old):  # OP59-61: every entry (of every task) drawn on its own
-    return rng.uniform(c[0], c[1], size=old.shape)
+    low, high = min(c[0], c[1]), max(c[0], c[1])  # the constants come in either order (numpy refuses high < low)
+    return rng.uniform(low, high, size=old.shape)
 
 
 def _gaussian(x, y, c, rng, old):  # OP62-64
