@@ -38,7 +38,7 @@ TORCHVISION_SETS = {
         "random crop (4-pixel zero padding) + horizontal flip", "cifar-10-batches-py/",
     ),
 }
-KNOWN = ["digits", *TORCHVISION_SETS]
+KNOWN = ["digits", "shapes", *TORCHVISION_SETS]
 CROP_PADDING = 4  # pixels of zero padding before the random 32x32 crop (DARTS, NB201 training)
 
 Split = tuple  # (x: float32 (N, C, H, W), y: int64 (N,))
@@ -275,12 +275,19 @@ def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
 
 
+def _shapes_arrays():
+    from nasnb.data_shapes import shapes_arrays
+
+    return shapes_arrays(seed=0)  # seed 0 always: "shapes" is one fixed set of images, as digits is
+
+
 def load(name: str, root=None, download: bool = True, device="cpu", seed=0,
          train_size: int | None = None, val_size: int | None = None) -> TensorData:
     """Load a data set by name as a `TensorData`: "digits", "mnist", "fashion_mnist" or "cifar10".
 
     digits: scikit-learn's 1797 8x8 handwritten digits (no download). Its test split (400 images) is
         fixed; `seed` draws the validation split (397 by default) and training split (1000) from the rest.
+    shapes: 1800 generated 8x8 images of ten geometric shapes (nasnb/data_shapes.py), split as digits.
     mnist / fashion_mnist / cifar10: torchvision's files under `root` (default `$NASNB_DATA` or
         ~/.cache/nasnb). The official test set is the test split; `val_size` (5000 by default)
         training images, drawn with `seed`, become the validation split.
@@ -295,13 +302,13 @@ def load(name: str, root=None, download: bool = True, device="cpu", seed=0,
     pick_device(device)  # a bad device fails before anything is read
     rng = as_rng(seed, "seed")
     train_size, val_size = check_size("train_size", train_size), check_size("val_size", val_size)
-    if name == "digits":
-        images, target = digits_arrays()
+    if name in ("digits", "shapes"):  # shapes: nasnb/data_shapes.py, 1,800 8x8 images made like digits
+        images, target = digits_arrays() if name == "digits" else _shapes_arrays()
         x = torch.tensor(images, dtype=torch.float32).div(16.0).unsqueeze(1)  # (1797, 1, 8, 8)
         y = torch.tensor(target, dtype=torch.int64)
         order = stratified_order(target, 0)  # seed 0 always: every run tests on the same 400
         test, pool = order[:400], order[400:]
-        data = _pack("digits", (x[pool], y[pool]), (x[test], y[test]), 10, 397 if val_size is None else val_size,
+        data = _pack(name, (x[pool], y[pool]), (x[test], y[test]), 10, 397 if val_size is None else val_size,
                      train_size, rng, mean=None, std=None, augment=None)
     else:
         train_set, test_set = _torchvision(name, root, download)
