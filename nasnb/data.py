@@ -38,7 +38,7 @@ TORCHVISION_SETS = {
         "random crop (4-pixel zero padding) + horizontal flip", "cifar-10-batches-py/",
     ),
 }
-KNOWN = ["digits", "shapes", *TORCHVISION_SETS]
+KNOWN = ["digits", "shapes", *TORCHVISION_SETS, "seq-count", "seq-lookup"]  # seq-: nasnb/data_sequences.py
 CROP_PADDING = 4  # pixels of zero padding before the random 32x32 crop (DARTS, NB201 training)
 
 Split = tuple  # (x: float32 (N, C, H, W), y: int64 (N,))
@@ -288,6 +288,7 @@ def load(name: str, root=None, download: bool = True, device="cpu", seed=0,
     digits: scikit-learn's 1797 8x8 handwritten digits (no download). Its test split (400 images) is
         fixed; `seed` draws the validation split (397 by default) and training split (1000) from the rest.
     shapes: 1800 generated 8x8 images of ten geometric shapes (nasnb/data_shapes.py), split as digits.
+    seq-count / seq-lookup: generated token sequences for TransformerSpace (nasnb/data_sequences.py).
     mnist / fashion_mnist / cifar10: torchvision's files under `root` (default `$NASNB_DATA` or
         ~/.cache/nasnb). The official test set is the test split; `val_size` (5000 by default)
         training images, drawn with `seed`, become the validation split.
@@ -302,6 +303,10 @@ def load(name: str, root=None, download: bool = True, device="cpu", seed=0,
     pick_device(device)  # a bad device fails before anything is read
     rng = as_rng(seed, "seed")
     train_size, val_size = check_size("train_size", train_size), check_size("val_size", val_size)
+    if name.startswith("seq-"):  # token sequences generated for TransformerSpace (nasnb/data_sequences.py)
+        from nasnb.data_sequences import load_sequences
+
+        return load_sequences(name[4:], seed=rng, train_size=train_size, val_size=val_size, device=device)
     if name in ("digits", "shapes"):  # shapes: nasnb/data_shapes.py, 1,800 8x8 images made like digits
         images, target = digits_arrays() if name == "digits" else _shapes_arrays()
         x = torch.tensor(images, dtype=torch.float32).div(16.0).unsqueeze(1)  # (1797, 1, 8, 8)

@@ -252,3 +252,11 @@ def test_regularized_evolution_runs_on_the_space():
     for trial in history:
         assert 0.0 <= trial.metrics["val_accuracy"] <= 1.0
         space.parse(trial.arch)  # every trial's arch is a string of the space
+
+
+def test_nasnb_data_load_knows_the_tasks():
+    from nasnb.data import load
+
+    data = load("seq-lookup", seed=5, train_size=40)
+    assert data.name == "seq-lookup" and data.num_classes == 10 and len(data.train[1]) == 40
+    assert torch.equal(data.train[0], load_sequences("lookup", seed=5, train_size=40).train[0])
