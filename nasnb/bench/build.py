@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nasnb.bench.table import FORMAT, Table, arch_at, arch_index
+from nasnb.bench.table import FORMAT, MISSING, Table, arch_at, arch_index
 from nasnb.errors import DamagedFileError, ResumeMismatchError
 from nasnb.spaces.nb201 import NB201Space
 
@@ -40,6 +40,14 @@ PROTOCOL = {
 }
 
 
+# "nb201-shapes": the same training on the generated shapes (nasnb/data_shapes.py), so budgets compare
+# epoch for epoch; a partial table of the 496 classes of the cells made of skip, 1x1 and 3x3 convs
+# (why this sub-space: benchmarks/README.md, "A second task"), 1 seed (the build had half an hour of a
+# shared 2-core machine: 496 trainings at about 1.5 s of CPU each).
+SHAPES_PROTOCOL = {**PROTOCOL, "name": "nb201-shapes", "data": {**PROTOCOL["data"], "name": "shapes"},
+                   "seeds": [0], "cells": {"ops": ["skip_connect", "nor_conv_1x1", "nor_conv_3x3"]}}
+
+
 def protocol_hash(protocol: dict) -> str:
     return hashlib.sha1(json.dumps(protocol, sort_keys=True).encode("utf-8")).hexdigest()[:12]
 
@@ -47,6 +55,18 @@ def protocol_hash(protocol: dict) -> str:
 def unique_cells(rule: str = "nb201") -> list[int]:
     """The enumerate-order indices of the classes' representatives (6,466 for the nb201 rule)."""
     space = NB201Space()
+    return sorted({arch_index(space.canonical(a, rule)) for a in space.enumerate()})
+
+
+def protocol_cells(protocol: dict) -> list[int]:
+    """The representatives a protocol trains: every class, or those of its `cells["ops"]` sub-space."""
+    rule = protocol["canonical_rule"]
+    ops = protocol.get("cells", {}).get("ops")
+    if ops is None:
+        return unique_cells(rule)
+    from nasnb.bench.subspace import NB201OpsSpace
+
+    space = NB201OpsSpace(ops)
     return sorted({arch_index(space.canonical(a, rule)) for a in space.enumerate()})
 
 
@@ -104,7 +124,7 @@ def cell_costs(protocol: dict, indices) -> dict:
 
     torch.set_num_threads(protocol["threads"])
     space, d = NB201Space(), protocol["data"]
-    shape = (1, 8, 8) if d["name"] == "digits" else (3, 32, 32)
+    shape = (1, 8, 8) if d["name"] in ("digits", "shapes") else (3, 32, 32)
     params, flops = [], []
     for index in indices:
         model = space.build(arch_at(index), **protocol["network"], num_classes=10, in_channels=shape[0])
@@ -135,9 +155,10 @@ def write_json_atomic(path: Path, obj) -> None:
 
 
 def assemble(folder: Path, protocol: dict, machine: dict | None = None) -> Table:
-    """The Table from a folder of finished shards and costs.json; every cell and seed must be there."""
+    """The Table from a folder of finished shards and costs.json; every cell and seed must be there
+    (every cell of `protocol_cells`: a partial table's cells of other classes get class_of MISSING)."""
     folder = Path(folder)
-    cells = unique_cells(protocol["canonical_rule"])
+    cells = protocol_cells(protocol)
     row_of = {c: r for r, c in enumerate(cells)}
     seeds, epochs = protocol["seeds"], protocol["epochs"]
     val = np.full((len(cells), len(seeds), epochs), -1, dtype=np.int32)
@@ -155,7 +176,7 @@ def assemble(folder: Path, protocol: dict, machine: dict | None = None) -> Table
         raise DamagedFileError(f"{folder}: {missing} of {test.size} trainings are missing; run the build again")
     costs = json.loads((folder / "costs.json").read_text())
     space = NB201Space()
-    class_of = np.array([row_of[arch_index(space.canonical(a, protocol["canonical_rule"]))]
+    class_of = np.array([row_of.get(arch_index(space.canonical(a, protocol["canonical_rule"])), MISSING)
                          for a in space.enumerate()], dtype=np.uint16)
     data = _data(protocol["data"]["name"], protocol["data"]["seed"], protocol["data"]["train_size"],
                  protocol["data"]["val_size"], "cpu")

@@ -21,6 +21,12 @@ of `max_epochs` epochs with a cosine schedule over all of them: the accuracy aft
 that of a network trained for e epochs with its own schedule (NAS-Bench-201's "hp=12" and "hp=200"
 are two trainings for the same reason).
 
+A *partial* table holds only some classes: those of a sub-space (``meta["cells"]["ops"]``, e.g.
+nb201-shapes' 496 classes of the cells built from skip, 1x1 and 3x3 convs). Its ``space`` is that
+sub-space (nasnb/bench/subspace.py), so a search on it proposes only cells it holds; ``class_of`` is
+MISSING for the other cells, and a lookup of one raises a `CellNotInTableError` (a KeyError) that
+names the table and how many classes it has. ``table.covers(arch)`` asks first.
+
 The file is a compressed numpy archive read with allow_pickle=False, plus its protocol as JSON.
 """
 from __future__ import annotations
@@ -32,13 +38,19 @@ from pathlib import Path
 import numpy as np
 
 from nasnb.checks import check_int, short
-from nasnb.errors import DamagedFileError, InvalidTypeError, InvalidValueError
+from nasnb.errors import DamagedFileError, InvalidTypeError, InvalidValueError, UnknownNameError
 from nasnb.spaces.nb201 import EDGES, OPS, NB201Space
 
 ARRAYS = ("meta_json", "cells", "class_of", "val_correct", "test_correct", "train_seconds", "params", "flops")
 FORMAT = "nasnb-table-1"
 OPTIONAL_ARRAYS = ("latency_ms",)  # a table file may lack them
 METRICS = ("val_accuracy", "test_accuracy")
+MISSING = np.iinfo(np.uint16).max  # class_of of a cell whose class a partial table does not hold
+_NB201 = NB201Space()
+
+
+class CellNotInTableError(UnknownNameError):
+    """A valid NB201 cell whose class a partial table did not train."""
 
 
 def arch_index(arch: tuple) -> int:
@@ -72,9 +84,11 @@ class Table:
                  latency_ms: np.ndarray | None = None):
         self.name = name
         self.meta = meta
-        self.space = NB201Space()
+        from nasnb.bench.subspace import space_for
+
+        self.space = space_for(meta)  # NB201Space(), or the sub-space a partial table covers
         n_cells, n_seeds, n_epochs = val_correct.shape
-        size = len(self.space)
+        size = len(_NB201)
         shapes = {"cells": (cells.shape, (n_cells,)), "class_of": (class_of.shape, (size,)),
                   "test_correct": (test_correct.shape, (n_cells, n_seeds)),
                   "train_seconds": (train_seconds.shape, (n_cells, n_seeds)),
@@ -96,7 +110,9 @@ class Table:
         self.val_size, self.test_size = int(meta["val_size"]), int(meta["test_size"])
         self.max_epochs = n_epochs
         self.seeds = list(meta["seeds"])
-        self._row = {arch_at(i): int(class_of[i]) for i in range(size)}  # arch tuple -> its class's row
+        rows = class_of.tolist()
+        self._row = {arch_at(i): r for i, r in enumerate(rows) if r != MISSING}  # arch tuple -> its class's row
+        self.complete = len(self._row) == size  # False: a partial table
         self._strings = {}  # row -> the representative's string, made when first asked
         self._cache = {}  # (epochs, seed position) -> _figures' lists
         self._params, self._flops = params.tolist(), flops.tolist()  # plain ints: a lookup returns them
@@ -138,16 +154,30 @@ class Table:
         return len(self.cells)
 
     def __repr__(self) -> str:
-        return (f"Table({self.name!r}: {len(self)} unique cells of {len(self.space)}, {len(self.seeds)} seeds, "
-                f"{self.max_epochs} epochs)")
+        part = "" if self.complete else f" (partial: the classes of {self.space!r})"
+        return (f"Table({self.name!r}: {len(self)} unique cells of {len(self.space)}{part}, {len(self.seeds)} "
+                f"seeds, {self.max_epochs} epochs)")
 
     def resolve(self, arch) -> tuple:
-        """`arch` (an NB201 arch tuple, a sequence of op names, or its string) as a valid arch tuple."""
-        if isinstance(arch, str):
-            return self.space.parse(arch)
+        """`arch` (an NB201 arch tuple, a sequence of op names, or its string) as a valid arch tuple
+        whose class the table holds (else CellNotInTableError)."""
         if isinstance(arch, tuple) and arch in self._row:
             return arch
-        return self.space.validate(arch)  # raises the clear error for a bad arch
+        arch = _NB201.parse(arch) if isinstance(arch, str) else _NB201.validate(arch)  # a bad arch: its error
+        if arch not in self._row:
+            raise CellNotInTableError(
+                f"table {self.name!r} is partial: it holds {len(self)} of NB201's 6,466 classes (those of "
+                f"{self.space!r}), not the class of {_NB201.format(arch)}; search table.space, or ask "
+                f"table.covers(arch) first, e.g. {self.representative(0)}")
+        return arch
+
+    def covers(self, arch) -> bool:
+        """Whether the table holds the training of `arch`'s class (always, for a complete table)."""
+        try:
+            self.resolve(arch)
+        except CellNotInTableError:
+            return False
+        return True
 
     def row(self, arch) -> int:
         """The row of `arch`'s class in the arrays."""
@@ -216,7 +246,7 @@ class Table:
         """The string of the cell whose training row `row` records."""
         text = self._strings.get(row)
         if text is None:
-            text = self._strings[row] = self.space.format(self.cells[row])
+            text = self._strings[row] = _NB201.format(self.cells[row])
         return text
 
     # ------------------------------------------------------------------ all cells at once

@@ -1,0 +1,166 @@
+"""Warm start on a second task: digits -> shapes, rank correlation of cells and trials saved.
+
+    .venv/bin/python benchmarks/warm_start.py                  # shipped tables, 200 seeds, ~1 min
+    .venv/bin/python benchmarks/warm_start.py --seeds 50 --trials 150
+
+The source task is nb201-digits (every NB201 class, 3 seeds), the target nb201-shapes (the 496
+classes of the cells made of skip_connect, nor_conv_1x1 and nor_conv_3x3, trained on the generated
+shapes with the same protocol: nasnb.bench.build.SHAPES_PROTOCOL). Both are looked up, nothing trains.
+
+(a) Rank correlation of the 496 classes between the tasks: Spearman and Kendall tau (scipy.stats)
+of the digits table's mean validation accuracy (3 seeds) against the shapes table's, and of the
+test accuracies; for scale, digits seed 0 against digits seed 1 on the same classes (how well a
+task agrees with itself); where the digits top-10 land on shapes.
+
+(b) Searches on shapes (`table.space`, the sub-space, looked up with TableEvaluator(shapes)):
+regularized evolution with NAS-Bench-201's settings (population 10, tournament 3), cold (a random
+first population) against warm (`nasnb.warm_start.WarmStartEvolution`: the first population is
+the 10 classes digits ranks best, `top_cells(digits, 10, shapes.space)`), the same run seeds for
+both. After each trial the incumbent is search.best() (by validation accuracy) and its regret the
+shapes table's best mean test accuracy minus the incumbent's. The thresholds are the regrets of the
+top 5 %, 2 %, 1 % of the sub-space's 729 cells and of its optimum. Printed per threshold: the
+median over seeds of the trials until the regret is at most it (runs that never get there within
+--trials count as --trials + 1, and the median is "-" when over half of them do), and "trials
+saved" = cold's median - warm's median; then the median regret after 10, 20, 50 trials.
+The summary is written to benchmarks/results/warm-start.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import statistics
+import sys
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+POPULATION, SAMPLE = 10, 3  # NAS-Bench-201's regularized evolution settings
+
+
+def correlations(digits, shapes) -> dict:
+    """(a): the rank agreement of the two tables on the shapes table's classes."""
+    from scipy.stats import kendalltau, spearmanr
+
+    rows = [digits.row(arch) for arch in shapes.cells]  # each shapes class's row in digits
+    pairs = {
+        "val digits(3 seeds) vs shapes": (digits.val_accuracy()[rows], shapes.val_accuracy()),
+        "test digits(3 seeds) vs shapes": (digits.test_accuracy()[rows], shapes.test_accuracy()),
+        "val digits seed 0 vs digits seed 1": (digits.val_accuracy(seed=0)[rows], digits.val_accuracy(seed=1)[rows]),
+        "val shapes vs test shapes (same training)": (shapes.val_accuracy(), shapes.test_accuracy()),
+    }
+    out = {}
+    for name, (a, b) in pairs.items():
+        out[name] = {"spearman": float(spearmanr(a, b).statistic), "kendall": float(kendalltau(a, b).statistic)}
+    d_val, s_val = digits.val_accuracy()[rows], shapes.val_accuracy()
+    shapes_rank = (-s_val).argsort().argsort() + 1  # 1 = best on shapes
+    top = np.argsort(-d_val, kind="stable")[:10]
+    out["digits top-10: their ranks on shapes (of %d)" % len(rows)] = sorted(int(shapes_rank[r]) for r in top)
+    out["shapes optimum: its rank on digits"] = int(((-d_val).argsort().argsort() + 1)[int(np.argmax(s_val))])
+    out["accuracy ranges"] = {"digits val": [float(d_val.min()), float(d_val.max())],
+                              "shapes val": [float(s_val.min()), float(s_val.max())]}
+    return out
+
+
+def thresholds(shapes) -> dict:
+    """Regret of the top fractions of the sub-space's cells (by mean test accuracy), and 0."""
+    test = shapes.test_accuracy()
+    per_cell = np.sort([test[shapes.row(a)] for a in shapes.space.enumerate()])[::-1]
+    best = float(per_cell[0])
+    out = {f"top {f:.0%}": best - float(per_cell[int(np.ceil(f * len(per_cell))) - 1]) for f in (0.05, 0.02, 0.01)}
+    out["optimum"] = 0.0
+    return out
+
+
+def regret_curve(search, shapes, best: float) -> list[float]:
+    """The incumbent's regret after each trial (incumbent: the best validation accuracy so far)."""
+    test = shapes.test_accuracy()
+    curve, incumbent, top = [], None, -1.0
+    for trial in search.history.trials:
+        value = trial.value("val_accuracy")
+        if value > top:  # ties keep the first, as History.best does
+            top, incumbent = value, trial
+        curve.append(best - float(test[shapes.row(incumbent.arch)]))
+    return curve
+
+
+def searches(digits, shapes, seeds: int, trials: int) -> dict:
+    from nasnb.evaluators import TableEvaluator
+    from nasnb.strategies.evolution import RegularizedEvolution
+    from nasnb.warm_start import WarmStartEvolution, top_cells
+
+    space, evaluator = shapes.space, TableEvaluator(shapes)
+    start = top_cells(digits, POPULATION, space)
+    best = float(shapes.test_accuracy().max())
+    curves = {"cold": [], "warm": []}
+    for seed in range(seeds):
+        cold = RegularizedEvolution(space, evaluator, population_size=POPULATION, sample_size=SAMPLE, seed=seed)
+        warm = WarmStartEvolution(space, evaluator, initial=start, population_size=POPULATION,
+                                  sample_size=SAMPLE, seed=seed)
+        for name, search in (("cold", cold), ("warm", warm)):
+            search.run(trials, progress=False)
+            curves[name].append(regret_curve(search, shapes, best))
+    return {"start": [space.format(a) for a in start], "curves": curves}
+
+
+def trials_to(curve: list[float], threshold: float) -> int:
+    for t, r in enumerate(curve, 1):
+        if r <= threshold + 1e-12:
+            return t
+    return len(curve) + 1  # never within the budget
+
+
+def median_or_dash(values: list[int], cap: int):
+    m = statistics.median(values)
+    return "-" if m > cap else m
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=200)
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--shapes", type=pathlib.Path, default=None, help="a shapes table file (default: shipped)")
+    args = parser.parse_args()
+    import nasnb.bench
+
+    digits = nasnb.bench.load("nb201-digits")
+    shapes = nasnb.bench.Table.from_file(args.shapes) if args.shapes else nasnb.bench.load("nb201-shapes")
+    print(f"{digits!r}\n{shapes!r}")
+    corr = correlations(digits, shapes)
+    print("\n(a) rank correlation of the shapes table's classes")
+    for name, value in corr.items():
+        print(f"  {name}: {value}")
+    start = time.perf_counter()
+    runs = searches(digits, shapes, args.seeds, args.trials)
+    elapsed = time.perf_counter() - start
+    levels = thresholds(shapes)
+    print(f"\n(b) regularized evolution on shapes (P={POPULATION}, S={SAMPLE}), {args.seeds} seeds x "
+          f"{args.trials} trials, cold vs warm ({elapsed:.0f} s)\n  warm start: {runs['start'][:3]} ...")
+    table = {}
+    print(f"  {'threshold':<10} {'regret':>7} {'cold':>6} {'warm':>6} {'saved':>6} {'cold/warm reached':>18}")
+    for name, level in levels.items():
+        t = {k: [trials_to(c, level) for c in runs["curves"][k]] for k in ("cold", "warm")}
+        med = {k: median_or_dash(v, args.trials) for k, v in t.items()}
+        saved = med["cold"] - med["warm"] if "-" not in med.values() else "-"
+        reached = {k: sum(x <= args.trials for x in v) for k, v in t.items()}
+        table[name] = {"regret": level, "median_trials": med, "saved": saved, "reached": reached}
+        print(f"  {name:<10} {level:7.4f} {med['cold']!s:>6} {med['warm']!s:>6} {saved!s:>6} "
+              f"{reached['cold']:>8}/{reached['warm']}")
+    after = {}
+    for n in (1, 10, 20, 50, 100):
+        if n <= args.trials:
+            after[n] = {k: float(np.median([c[n - 1] for c in runs["curves"][k]])) for k in ("cold", "warm")}
+            print(f"  median regret after {n:>3} trials: cold {after[n]['cold']:.4f}  warm {after[n]['warm']:.4f}")
+    out = ROOT / "benchmarks" / "results" / "warm-start.json"
+    out.write_text(json.dumps({"seeds": args.seeds, "trials": args.trials, "population": POPULATION,
+                               "sample": SAMPLE, "correlations": corr, "thresholds": table,
+                               "median_regret_after": after, "warm_start": runs["start"],
+                               "shapes_meta_hash": shapes.meta.get("protocol_hash")}, indent=1))
+    print(f"\nwrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
