@@ -21,10 +21,10 @@ sometimes wins (exploration) and a confidently good one usually does; "ucb": mea
 
 The paper's released code evaluates 10 random cells first, fits an ensemble of 5 and picks 10
 cells per fit out of 100 candidates mutated from the best cells seen; the defaults here are those
-numbers (`initial=10`, `members=5`, `refit_every=10`, `candidates=100`, `parents=10`). One
-difference: it trains 5 MLPs on the path encoding; here the default ensemble is 5 gradient-boosted
-tree models on one-hot, which ranked digits cells better in a tenth of the time (measured in
-benchmarks/predictor.py; ``model="mlp", encoding="path"`` is the paper's setting).
+numbers (`initial=10`, `members=5`, `refit_every=10`, `candidates=100`, `parents=10`). Its
+ensemble is 5 MLPs, as here (smaller ones: scikit-learn's MLPRegressor with two layers of 32), on
+the path encoding; the default here is one-hot, which ranked digits cells as well or better
+(benchmarks/predictor.py; ``encoding="path"`` is the paper's setting).
 
 Every trial's ``info`` says why it was tried: ``kind`` ("random" or "mutation"), ``parent`` (the
 trial number mutated, None for random ones), ``predicted_mean`` and ``predicted_std`` (the
@@ -66,7 +66,7 @@ class PredictorGuided(Strategy):
 
     def __init__(self, space, evaluator, *, initial: int = 10, candidates: int = 100, parents: int = 10,
                  max_edits: int = 2, random_candidates: int = 10, acquisition: str = "its", kappa: float = 1.0,
-                 refit_every: int = 10, encoding: str = "onehot", model: str = "boosting", members: int = 5,
+                 refit_every: int = 10, encoding: str = "onehot", model: str = "mlp", members: int = 5,
                  metric: str = "val_accuracy", seed: int = 0):
         self.initial = check_positive_int("initial", initial, example=10)
         self.candidates = check_positive_int("candidates", candidates, example=100)
