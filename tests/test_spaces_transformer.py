@@ -40,24 +40,33 @@ def test_size_by_hand():
 
 def test_count_canonical_by_hand_and_by_listing():
     # non-identity layer kinds in SMALL: heads 2 without FFN: 2 norms; FFN 16: 2 heads x 2 norms x 2 acts = 8
-    # -> m = 10; depth 1: 1 + m, depth 2: 1 + m + m^2  (k real layers, then identities)
-    assert SMALL.count_canonical() == (1 + 10) + (1 + 10 + 100) == 122
-    assert len({SMALL.canonical(a) for a in SMALL.enumerate()}) == 122
-    # default: m = 3 heads x 3 norms + 4 heads x 2 widths x 3 norms x 3 acts = 81
-    assert SPACE.count_canonical() == sum(81**k for d in (1, 2, 3, 4) for k in range(d + 1))
+    # -> m = 10; every k <= 2 real layers is one network: 1 + m + m^2
+    assert SMALL.count_canonical() == 1 + 10 + 100 == 111
+    assert len({SMALL.canonical(a) for a in SMALL.enumerate()}) == 111
+    # default: m = 3 heads x 3 norms + 4 heads x 2 widths x 3 norms x 3 acts = 81, up to 4 layers
+    assert SPACE.count_canonical() == 1 + 81 + 81**2 + 81**3 + 81**4
+    # no identity option (no 0 width): every depth counts m^d, m = 2 heads x 1 width x 2 norms x 2 acts
+    no_identity = TransformerSpace(depths=(1, 3), heads=(0, 2), ffn=(16,), norms=("pre", "rms"),
+                                   activations=("relu", "gelu"), d_model=8)
+    assert no_identity.count_canonical() == 8 + 8**3 == len({no_identity.canonical(a) for a in no_identity.enumerate()})
 
 
 def test_canonical_builds_the_same_network():
     a = (Layer(2, 16, "pre", "gelu"), Layer(0, 0, "rms", "gelu"))
     b = (Layer(0, 0, "pre", "relu"), Layer(2, 16, "pre", "gelu"))
-    assert SMALL.canonical(a) == SMALL.canonical(b) == (Layer(2, 16, "pre", "gelu"), Layer(0, 0, "pre", "relu"))
+    c = (Layer(2, 16, "pre", "gelu"),)
+    assert SMALL.canonical(a) == SMALL.canonical(b) == SMALL.canonical(c) == c
     assert SMALL.canonical((Layer(2, 0, "rms", "gelu"),)) == (Layer(2, 0, "rms", "relu"),)  # no FFN: no activation
+    gapped = TransformerSpace(depths=(2, 4), heads=(0, 2), ffn=(0, 16), d_model=8)  # 3 real layers need depth 4
+    real = (Layer(2, 16, "pre", "gelu"),) * 3
+    assert gapped.canonical(real + (Layer(0, 0, "rms", "swish"),)) == real + (Layer(0, 0, "pre", "relu"),)
     x = torch.randint(0, 4, (3, 9))
     outs = []
-    for arch in (a, b):
+    for arch in (a, b, c):
         torch.manual_seed(0)
         outs.append(SMALL.build(arch)(x))
     torch.testing.assert_close(outs[0], outs[1])
+    torch.testing.assert_close(outs[0], outs[2])
 
 
 # ----------------------------------------------------------------------------- strings

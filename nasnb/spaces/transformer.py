@@ -20,12 +20,13 @@ With P = |heads| |ffn| |norms| |activations| options per layer,
 
 Some different architectures build the same network (`canonical` maps them to one):
   - without an FFN (ffn 0) the activation is unused: canonical writes the first activation;
-  - a layer with neither attention nor FFN is the identity, whatever its norm: canonical writes
-    it 'h0-f0-<first norm>-<first activation>' and moves it after the other layers, which keeps
-    the depth (so the canonical arch stays in the space) and the network: (A, I, B) and (A, B, I)
-    both compute B(A(x)), with the same weights for the same seed (I has none).
-  `count_canonical()` counts the distinct networks: with m non-identity layer kinds, depth d has
-  sum_{k=0..d} m^k of them (k real layers, then d - k identities); default m = 3*3 + 3*2*3*3 = 81.
+  - a layer with neither attention nor FFN is the identity, whatever its norm: it has no
+    parameters and (A, I, B), (A, B, I) and (A, B) all compute B(A(x)), with the same weights for
+    the same seed. canonical drops identity layers, then pads with 'h0-f0-<first norm>-<first
+    activation>' up to the smallest depth in `depths` that holds the real layers.
+  `count_canonical()` counts the distinct networks: with m non-identity layer kinds, every k real
+  layers (k = 0 .. max depth) are one network each, sum_{k=0..max(depths)} m^k of them; default
+  m = 3*3 + 3*2*3*3 = 81 (without an identity option: sum over depths of m^d).
 
 `choices` are the depth, then `max(depths)` slots of four choices; from_choices uses the first
 `depth` slots, the others are inactive (to_choices fills them with the first options).
@@ -122,7 +123,7 @@ class TransformerSpace(SpaceValue):
         """The number of distinct networks (canonical archs), by the module docstring's formula."""
         m = sum(len(self.norms) * (len(self.activations) if f else 1) for h in self.heads for f in self.ffn if h or f)
         if 0 in self.heads and 0 in self.ffn:
-            return sum(m ** k for d in self.depths for k in range(d + 1))
+            return sum(m ** k for k in range(self.max_depth + 1))
         return sum(m ** d for d in self.depths)
 
     # ------------------------------------------------------------------ values and strings
@@ -184,12 +185,12 @@ class TransformerSpace(SpaceValue):
         return self.validate(layers)
 
     def canonical(self, arch) -> tuple:
-        """One arch per network (module docstring): unused activations and identity norms written as
-        the first option, identity layers moved after the others."""
+        """One arch per network (module docstring): unused activations written as the first option,
+        identity layers dropped, then identities appended up to the smallest depth that holds the rest."""
         layers = [l._replace(activation=self.activations[0]) if l.ffn == 0 else l for l in self.validate(arch)]
-        identity = Layer(0, 0, self.norms[0], self.activations[0])
-        real = [l for l in layers if l.heads or l.ffn]
-        return tuple(real) + (identity,) * (len(layers) - len(real))
+        real = tuple(l for l in layers if l.heads or l.ffn)
+        depth = min(d for d in self.depths if d >= len(real))
+        return real + (Layer(0, 0, self.norms[0], self.activations[0]),) * (depth - len(real))
 
     # ------------------------------------------------------------------ listing and sampling
 
