@@ -13,7 +13,9 @@ the convs of edges whose output is never used.
 The cells are cut into shards of `--size` consecutive cells (benchmarks/tables/nb201-digits/
 latency-XXXX.json, written atomically). A pass times every shard once, and the next pass starts
 only when the previous one is over, so a cell's two timings lie minutes apart: this VM has slow
-spells of 1-3 s and other jobs share its cores, so the table keeps each cell's fastest pass. Each
+spells of 1-3 s and other jobs share its cores, so the table keeps each cell's fastest pass. A
+later pass goes first to the shards whose previous pass took longest (most likely hit by a slow
+spell), so a run cut short still re-times the shards that need it most. Each
 pass of a shard records the machine, the torch version, the thread count and the 1-, 5- and
 15-minute load averages at its start and end. A rerun continues with the first missing pass.
 """
@@ -48,6 +50,10 @@ def read(path: pathlib.Path, method: dict) -> dict | None:
     return shard
 
 
+def last_seconds(shard: dict | None) -> float:
+    return shard["passes"][-1]["seconds"] if shard and shard["passes"] else 0.0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=625, help="cells per shard")
@@ -61,10 +67,13 @@ def main() -> None:
     if not args.assemble:
         machine = machine_facts("cpu")
         for p in range(method["passes"]):  # pass-major: a shard's passes are a whole pass apart
-            for k, start, stop in ranges:
+            shards = {k: read(folder / f"latency-{k:04d}.json", method) for k, _, _ in ranges}
+            # a later pass first times again the shards whose last pass took longest (slow spells, load)
+            order = sorted(ranges, key=lambda r: -last_seconds(shards[r[0]]) if p else 0)
+            for k, start, stop in order:
                 path = folder / f"latency-{k:04d}.json"
-                shard = read(path, method) or {"method_hash": protocol_hash(method), "method": method,
-                                               "indices": [start, stop], "passes": []}
+                shard = shards[k] or {"method_hash": protocol_hash(method), "method": method,
+                                      "indices": [start, stop], "passes": []}
                 if shard["indices"] != [start, stop]:
                     sys.exit(f"{path} holds cells {shard['indices']}, not [{start}, {stop}]: another --size")
                 if len(shard["passes"]) > p:
