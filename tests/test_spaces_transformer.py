@@ -90,6 +90,7 @@ def test_format_parse_round_trip():
     ("L1:h2-f64-pre", "cannot read layer 1"),
     ("L1:h2-f64-pre-gelu|" * 4 + "L5:h2-f64-pre-gelu", "5 layers"),
     ("", "cannot read layer 1"),
+    ("L\u0661:h2-f64-pre-gelu", "cannot read layer 1"),  # an Arabic-Indic 1: int() would take it
     ("L1:h2-f64-pre-gelu" * 100, "characters"),
 ])
 def test_parse_refuses_malformed_text_naming_the_problem(text, words):

@@ -47,7 +47,7 @@ from nasnb.spaces.base import Choice, SpaceValue, as_rng, check_name, checked_le
 NORMS = ("pre", "post", "rms")
 ACTIVATIONS = ("relu", "gelu", "swish")
 ENUMERATE_LIMIT = 10**6
-_LAYER = re.compile(r"L(\d{1,3}):h(\d{1,4})-f(\d{1,6})-([a-z]{1,8})-([a-z]{1,8})")
+_LAYER = re.compile(r"L([0-9]{1,3}):h([0-9]{1,4})-f([0-9]{1,6})-([a-z]{1,8})-([a-z]{1,8})")  # ASCII digits only
 
 
 class Layer(NamedTuple):
