@@ -139,3 +139,49 @@ def test_warm_start_resumes_where_it_stopped_and_refuses_bad_starts(partial, tmp
         WarmStartEvolution(space, ev, initial=start + start[:1], population_size=5)
     with pytest.raises(InvalidValueError, match=r"initial\[0\]"):
         WarmStartEvolution(space, ev, initial=[("avg_pool_3x3",) * 6], population_size=5)
+
+
+def test_a_sub_space_may_give_each_edge_its_own_ops():
+    from nasnb.bench.build import SHAPES_SHIPPED_OPS
+
+    space = NB201OpsSpace(SHAPES_SHIPPED_OPS)
+    assert len(space) == 3 ** 5 and all(a[0] == "skip_connect" for a in space.enumerate())
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        a = space.sample(rng)
+        b = space.mutate(a, rng)
+        assert b[0] == "skip_connect" and sum(x != y for x, y in zip(a, b)) == 1
+    assert len(space.neighbors(space.sample(rng))) == 5 * 2
+    with pytest.raises(InvalidValueError, match="edge 1<-0"):
+        space.validate(("nor_conv_1x1",) * 6)
+    keys = {NB201.expression(a, "nb201") for a in space.enumerate()}
+    assert len(protocol_cells(SHAPES_PROTOCOL, SHAPES_SHIPPED_OPS)) == len(keys) == 90
+
+
+def test_assemble_takes_a_sub_space_s_classes_from_the_shards(tmp_path):
+    import json
+
+    from nasnb.bench.build import SHAPES_SHIPPED_OPS, assemble, protocol_hash
+    from nasnb.errors import DamagedFileError
+
+    protocol = SHAPES_PROTOCOL
+    cells = protocol_cells(protocol)
+    wanted = set(protocol_cells(protocol, SHAPES_SHIPPED_OPS))
+    records = [{"index": c, "seed": 0, "seconds": 1.0 + k, "val_correct": [k % 397] * 10, "test_correct": k % 400}
+               for k, c in enumerate(cells[:120])]  # every wanted class, and 30 others
+    assert wanted <= {r["index"] for r in records}
+    shard = {"protocol_hash": protocol_hash(protocol), "protocol": protocol, "records": records}
+    (tmp_path / "shard-0000.json").write_text(json.dumps(shard))
+    (tmp_path / "costs.json").write_text(json.dumps({"params": list(range(15625)), "flops": [0] * 15625}))
+    table = assemble(tmp_path, protocol, ops=SHAPES_SHIPPED_OPS)
+    assert len(table) == 90 and table.space == NB201OpsSpace(SHAPES_SHIPPED_OPS)
+    for r in records:
+        arch = arch_at(r["index"])
+        if r["index"] in wanted:
+            assert table.query(arch)["test_accuracy"] == r["test_correct"] / 400
+        else:
+            assert not table.covers(arch)
+    shard["records"] = [r for r in records if r["index"] != min(wanted)]
+    (tmp_path / "shard-0000.json").write_text(json.dumps(shard))
+    with pytest.raises(DamagedFileError, match="1 of 90 trainings are missing"):
+        assemble(tmp_path, protocol, ops=SHAPES_SHIPPED_OPS)

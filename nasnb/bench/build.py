@@ -46,6 +46,9 @@ PROTOCOL = {
 # shared 2-core machine: 496 trainings at about 1.5 s of CPU each).
 SHAPES_PROTOCOL = {**PROTOCOL, "name": "nb201-shapes", "data": {**PROTOCOL["data"], "name": "shapes"},
                    "seeds": [0], "cells": {"ops": ["skip_connect", "nor_conv_1x1", "nor_conv_3x3"]}}
+# What ships until all 496 are built: the sub-space whose edge 1<-0 is a skip (its 90 classes come first
+# in the build's order), assembled from the same shards: assemble(folder, SHAPES_PROTOCOL, ops=SHAPES_SHIPPED_OPS).
+SHAPES_SHIPPED_OPS = [["skip_connect"]] + [["skip_connect", "nor_conv_1x1", "nor_conv_3x3"]] * 5
 
 
 def protocol_hash(protocol: dict) -> str:
@@ -58,10 +61,11 @@ def unique_cells(rule: str = "nb201") -> list[int]:
     return sorted({arch_index(space.canonical(a, rule)) for a in space.enumerate()})
 
 
-def protocol_cells(protocol: dict) -> list[int]:
-    """The representatives a protocol trains: every class, or those of its `cells["ops"]` sub-space."""
+def protocol_cells(protocol: dict, ops=None) -> list[int]:
+    """The representatives a protocol trains: every class, or those of its `cells["ops"]` sub-space
+    (or of the sub-space `ops`, given as NB201OpsSpace takes it)."""
     rule = protocol["canonical_rule"]
-    ops = protocol.get("cells", {}).get("ops")
+    ops = protocol.get("cells", {}).get("ops") if ops is None else ops
     if ops is None:
         return unique_cells(rule)
     from nasnb.bench.subspace import NB201OpsSpace
@@ -154,11 +158,16 @@ def write_json_atomic(path: Path, obj) -> None:
     tmp.replace(path)
 
 
-def assemble(folder: Path, protocol: dict, machine: dict | None = None) -> Table:
+def assemble(folder: Path, protocol: dict, machine: dict | None = None, ops=None) -> Table:
     """The Table from a folder of finished shards and costs.json; every cell and seed must be there
-    (every cell of `protocol_cells`: a partial table's cells of other classes get class_of MISSING)."""
+    (every cell of `protocol_cells`: a partial table's cells of other classes get class_of MISSING).
+
+    ops: a smaller sub-space (NB201OpsSpace's argument) whose classes alone go into the table; the
+    shards' other records are left out, and only this sub-space's must be finished."""
     folder = Path(folder)
-    cells = protocol_cells(protocol)
+    cells = protocol_cells(protocol, ops)
+    if ops is not None and not set(cells) <= set(protocol_cells(protocol)):
+        raise ResumeMismatchError(f"ops={ops} is not a sub-space of what {protocol['name']} trains")
     row_of = {c: r for r, c in enumerate(cells)}
     seeds, epochs = protocol["seeds"], protocol["epochs"]
     val = np.full((len(cells), len(seeds), epochs), -1, dtype=np.int32)
@@ -169,6 +178,8 @@ def assemble(folder: Path, protocol: dict, machine: dict | None = None) -> Table
         shard = read_shard(path, protocol)
         built.append(shard.get("machine", {}))
         for r in shard["records"]:
+            if r["index"] not in row_of:
+                continue  # a class outside the sub-space `ops`
             row, k = row_of[r["index"]], seeds.index(r["seed"])
             val[row, k], test[row, k], seconds[row, k] = r["val_correct"], r["test_correct"], r["seconds"]
     missing = int((test < 0).sum())
@@ -185,6 +196,8 @@ def assemble(folder: Path, protocol: dict, machine: dict | None = None) -> Table
             "data_fingerprint": data.fingerprint(), "built_on": machine or (built[0] if built else {}),
             "total_train_seconds": float(np.nansum(seconds)),
             "flops_note": "forward FLOPs of one image, multiply-add = 2 (nasnb.cost.count_flops)"}
+    if ops is not None:
+        meta["cells"] = {**protocol.get("cells", {}), "ops": ops, "built_for": protocol.get("cells", {}).get("ops")}
     latency = read_latency(folder)  # None: no latency-*.json shards, the table has no latency_ms
     if latency is not None:
         meta["latency"] = latency[1]
