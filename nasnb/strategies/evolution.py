@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Callable
 
-from nasnb.checks import check_bool, check_positive_int, check_probability
+from nasnb.checks import check_bool, check_positive_int, check_probability, short
+from nasnb.errors import InvalidTypeError
 from nasnb.history import Trial
 from nasnb.strategies.base import Strategy
 
@@ -67,20 +68,29 @@ class RegularizedEvolution(Strategy):
     arch before mutation). Who was removed is not stored: the rule is deterministic, so
     `nasnb.viz.population_data(history)` replays it.
 
+    The first population is uniform, as in Algorithm 1, unless `initial` says otherwise (our option,
+    for warm and hybrid starts, nasnb/hybrid.py): a function ``rng -> arch`` drawing from the
+    search's own rng (e.g. each NB201 edge from a DARTS search's softmax(α)), or a list of archs
+    (or their strings) used in order, then uniform once it is used up. Only the random start draws
+    from it; children are mutations as always, and the trials' ``kind`` stays "random".
+
     Args:
         population_size: P, the number of living models (NAS-Bench-201's reference runs use 10).
         sample_size: S, tournament size; larger S means stronger selection (NAS-Bench-201: 3).
         aging: remove the oldest member (True: regularized evolution) or the worst (False).
         crossover_prob: probability that a child is recombined from two sampled members before
             mutation; 0 (the paper's algorithm) by default.
+        initial: None (uniform: the paper's), a function rng -> arch, or a list of archs for the
+            first population (above). A function with ``settings()`` has them checked on resume.
     """
 
     panels = ("cell", "population")
     replayable = True  # propose() reads only self.rng, the population and the history (storage.py)
 
     def __init__(self, space, evaluator, *, population_size: int = 20, sample_size: int = 5, aging: bool = True,
-                 crossover_prob: float = 0.0, metric: str = "val_accuracy", seed: int = 0):
+                 crossover_prob: float = 0.0, initial=None, metric: str = "val_accuracy", seed: int = 0):
         self.population_size = check_positive_int("population_size", population_size, example=20)
+        self.initial = _check_initial(space, initial)
         self.sample_size = check_positive_int("sample_size", sample_size, example=5)  # a tournament needs a member
         self.aging = check_bool("aging", aging)
         self.crossover_prob = check_probability("crossover_prob", crossover_prob)
@@ -92,8 +102,11 @@ class RegularizedEvolution(Strategy):
                                  aging=self.aging, crossover_prob=self.crossover_prob)
 
     def settings(self) -> dict:
-        return {**super().settings(), "population_size": self.population_size, "sample_size": self.sample_size,
-                "aging": self.aging, "crossover_prob": self.crossover_prob}
+        settings = {**super().settings(), "population_size": self.population_size, "sample_size": self.sample_size,
+                    "aging": self.aging, "crossover_prob": self.crossover_prob}
+        if self.initial is not None:  # absent by default: checkpoints of uniform starts stay valid
+            settings["initial"] = _initial_settings(self.space, self.initial)
+        return settings
 
     # ---------------------------------------------------------------- ask: which architecture next
 
@@ -103,7 +116,7 @@ class RegularizedEvolution(Strategy):
             # 1. The random start, until P random members are alive or on their way: a failed trial
             #    never joins, so another random one takes its place. (An empty population after that
             #    only happens when more than P proposals are in flight at once.)
-            return self.space.sample(self.rng), {"kind": "random", "sampled": [], "parent": None}
+            return self._first(random_in_flight), {"kind": "random", "sampled": [], "parent": None}
 
         # 2. Tournament: S draws with replacement, as in Algorithm 1; the fittest wins (ties: the
         #    first drawn, like Python's max).
@@ -122,6 +135,15 @@ class RegularizedEvolution(Strategy):
 
         child = self.space.mutate(self._arch(parent), self.rng)
         return child, {"kind": "mutation", "sampled": sampled, "parent": parent}
+
+    def _first(self, random_in_flight: int):
+        """A member of the random start: uniform, or drawn as `initial` says."""
+        if self.initial is None:
+            return self.space.sample(self.rng)
+        if callable(self.initial):
+            return self.initial(self.rng)
+        drawn = sum(t.info.get("kind") == "random" for t in self.history.trials) + random_in_flight
+        return self.initial[drawn] if drawn < len(self.initial) else self.space.sample(self.rng)
 
     # ---------------------------------------------------------------- tell: the child joins, one member dies
 
@@ -164,3 +186,22 @@ class RegularizedEvolution(Strategy):
     def _load_extra_state(self, state: dict) -> None:
         self.population = [int(n) for n in state["population"]]
         self._parsed = {}
+
+
+def _check_initial(space, initial):
+    """None, a callable, or a tuple of the space's archs (strings parsed): what `initial` may be."""
+    if initial is None or callable(initial):
+        return initial
+    if isinstance(initial, (str, bytes)) or not isinstance(initial, (list, tuple)):
+        raise InvalidTypeError(f"initial must be None, a function rng -> arch or a list of archs, got "
+                               f"{short(initial)}; e.g. initial=[space.sample(0), space.sample(1)]")
+    return tuple(space.parse(a) if isinstance(a, str) else space.validate(a) if hasattr(space, "validate") else a
+                 for a in initial)
+
+
+def _initial_settings(space, initial):
+    """What a checkpoint records of `initial`: the archs, or the function's settings() / name."""
+    if not callable(initial):
+        return [space.format(a) for a in initial]
+    settings = getattr(initial, "settings", None)
+    return settings() if callable(settings) else getattr(initial, "__qualname__", type(initial).__name__)
