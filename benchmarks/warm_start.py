@@ -16,7 +16,9 @@ task agrees with itself); where the digits top-10 land on shapes.
 regularized evolution with NAS-Bench-201's settings (population 10, tournament 3), cold (a random
 first population) against warm (`nasnb.warm_start.WarmStartEvolution`: the first population is
 the 10 classes digits ranks best, `top_cells(digits, 10, shapes.space)`), the same run seeds for
-both. After each trial the incumbent is search.best() (by validation accuracy) and its regret the
+all. The warm start is the same 10 cells in every run, so its first trials are too; how much the
+result owes to the source's noise shows in three more warm arms, each ranked by one digits seed
+only (`top_cells(..., seed=k)`): what a source table of one training per cell would give. After each trial the incumbent is search.best() (by validation accuracy) and its regret the
 shapes table's best mean test accuracy minus the incumbent's. The thresholds are the regrets of the
 top 5 %, 2 %, 1 % of the sub-space's 729 cells and of its optimum. Printed per threshold: the
 median over seeds of the trials until the regret is at most it (runs that never get there within
@@ -93,17 +95,21 @@ def searches(digits, shapes, seeds: int, trials: int) -> dict:
     from nasnb.warm_start import WarmStartEvolution, top_cells
 
     space, evaluator = shapes.space, TableEvaluator(shapes)
-    start = top_cells(digits, POPULATION, space)
+    starts = {"warm": top_cells(digits, POPULATION, space)}
+    starts.update({f"warm, digits seed {k}": top_cells(digits, POPULATION, space, seed=k) for k in digits.seeds})
     best = float(shapes.test_accuracy().max())
-    curves = {"cold": [], "warm": []}
+    curves = {name: [] for name in ["cold", *starts]}
     for seed in range(seeds):
-        cold = RegularizedEvolution(space, evaluator, population_size=POPULATION, sample_size=SAMPLE, seed=seed)
-        warm = WarmStartEvolution(space, evaluator, initial=start, population_size=POPULATION,
-                                  sample_size=SAMPLE, seed=seed)
-        for name, search in (("cold", cold), ("warm", warm)):
+        runs = {"cold": RegularizedEvolution(space, evaluator, population_size=POPULATION, sample_size=SAMPLE,
+                                             seed=seed)}
+        runs.update({name: WarmStartEvolution(space, evaluator, initial=start, population_size=POPULATION,
+                                              sample_size=SAMPLE, seed=seed) for name, start in starts.items()})
+        for name, search in runs.items():
             search.run(trials, progress=False)
             curves[name].append(regret_curve(search, shapes, best))
-    return {"start": [space.format(a) for a in start], "curves": curves}
+    test = shapes.test_accuracy()
+    first = {name: [round(best - float(test[shapes.row(a)]), 4) for a in start] for name, start in starts.items()}
+    return {"start": [space.format(a) for a in starts["warm"]], "curves": curves, "start_regrets": first}
 
 
 def trials_to(curve: list[float], threshold: float) -> int:
@@ -138,26 +144,34 @@ def main() -> None:
     elapsed = time.perf_counter() - start
     levels = thresholds(shapes)
     print(f"\n(b) regularized evolution on shapes (P={POPULATION}, S={SAMPLE}), {args.seeds} seeds x "
-          f"{args.trials} trials, cold vs warm ({elapsed:.0f} s)\n  warm start: {runs['start'][:3]} ...")
+          f"{args.trials} trials, cold vs warm ({elapsed:.0f} s)\n  warm start: {runs['start'][:2]} ...")
+    for name, regrets in runs["start_regrets"].items():
+        print(f"  {name}: the start's regrets on shapes {regrets}")
+    arms = list(runs["curves"])
     table = {}
-    print(f"  {'threshold':<10} {'regret':>7} {'cold':>6} {'warm':>6} {'saved':>6} {'cold/warm reached':>18}")
-    for name, level in levels.items():
-        t = {k: [trials_to(c, level) for c in runs["curves"][k]] for k in ("cold", "warm")}
-        med = {k: median_or_dash(v, args.trials) for k, v in t.items()}
-        saved = med["cold"] - med["warm"] if "-" not in med.values() else "-"
-        reached = {k: sum(x <= args.trials for x in v) for k, v in t.items()}
-        table[name] = {"regret": level, "median_trials": med, "saved": saved, "reached": reached}
-        print(f"  {name:<10} {level:7.4f} {med['cold']!s:>6} {med['warm']!s:>6} {saved!s:>6} "
-              f"{reached['cold']:>8}/{reached['warm']}")
+    print(f"  {'arm':<20} " + " ".join(f"{n + ' (' + format(v, '.4f') + ')':>16}" for n, v in levels.items()))
+    for arm in arms:
+        cells = []
+        for name, level in levels.items():
+            t = [trials_to(c, level) for c in runs["curves"][arm]]
+            med = median_or_dash(t, args.trials)
+            cold = table.get("cold", {}).get(name, {}).get("median_trials")
+            saved = "-" if arm == "cold" or "-" in (med, cold) else cold - med
+            table.setdefault(arm, {})[name] = {"regret": level, "median_trials": med, "saved": saved,
+                                               "reached": sum(x <= args.trials for x in t)}
+            cells.append(f"{med!s} ({table[arm][name]['reached']}, {saved!s})")
+        print(f"  {arm:<20} " + " ".join(f"{c:>16}" for c in cells))
+    print("  each: median trials to the threshold (runs that got there, trials saved against cold)")
     after = {}
     for n in (1, 10, 20, 50, 100):
         if n <= args.trials:
-            after[n] = {k: float(np.median([c[n - 1] for c in runs["curves"][k]])) for k in ("cold", "warm")}
-            print(f"  median regret after {n:>3} trials: cold {after[n]['cold']:.4f}  warm {after[n]['warm']:.4f}")
+            after[n] = {k: float(np.median([c[n - 1] for c in runs["curves"][k]])) for k in arms}
+            print(f"  median regret after {n:>3} trials: " + "  ".join(f"{k} {v:.4f}" for k, v in after[n].items()))
     out = ROOT / "benchmarks" / "results" / "warm-start.json"
     out.write_text(json.dumps({"seeds": args.seeds, "trials": args.trials, "population": POPULATION,
                                "sample": SAMPLE, "correlations": corr, "thresholds": table,
                                "median_regret_after": after, "warm_start": runs["start"],
+                               "start_regrets": runs["start_regrets"],
                                "shapes_meta_hash": shapes.meta.get("protocol_hash")}, indent=1))
     print(f"\nwrote {out.relative_to(ROOT)}")
 

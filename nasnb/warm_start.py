@@ -29,17 +29,18 @@ from nasnb.errors import InvalidTypeError, InvalidValueError
 from nasnb.strategies.evolution import RegularizedEvolution
 
 
-def top_cells(table, k: int, space=None, metric: str = "val_accuracy") -> list[tuple]:
-    """The `k` cells of `space` (default: the table's) that `table` ranks best by its mean `metric`
-    over seeds ("val_accuracy" after the full training, or "test_accuracy"), best first.
+def top_cells(table, k: int, space=None, metric: str = "val_accuracy", seed: int | None = None) -> list[tuple]:
+    """The `k` cells of `space` (default: the table's) that `table` ranks best by its `metric`
+    ("val_accuracy" after the full training, or "test_accuracy") of one `seed` of ``table.seeds``
+    or its mean over them (None), best first.
 
     One cell per class, and each is a member of `space` (the first of its class in `space`'s
     enumerate order), so a search on `space` can evaluate it; ties go to the first class in
     `space`'s order. The table must hold every class of `space`.
     """
     space = table.space if space is None else space
-    values = table.val_accuracy() if metric == "val_accuracy" else (
-        table.test_accuracy() if metric == "test_accuracy" else None)
+    values = table.val_accuracy(seed=seed) if metric == "val_accuracy" else (
+        table.test_accuracy(seed=seed) if metric == "test_accuracy" else None)
     if values is None:
         raise InvalidValueError(f"metric={short(metric)} is not one a table ranks by; choose 'val_accuracy' "
                                 "or 'test_accuracy', e.g. metric='val_accuracy'")

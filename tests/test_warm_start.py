@@ -103,6 +103,9 @@ def test_top_cells_ranks_by_the_source_table_within_the_target_space(partial):
     expected = sorted(by_class, key=lambda r: (-(r % 101), list(by_class).index(r)))[:5]
     assert top == [by_class[r] for r in expected]
     assert all(set(a) <= set(OPS) for a in top)
+    assert top_cells(full, 5, space, seed=0) == top  # the toy table's one seed is its mean
+    with pytest.raises(InvalidValueError, match="seed=7"):
+        top_cells(full, 5, space, seed=7)
     with pytest.raises(InvalidValueError, match="k=497"):
         top_cells(full, 497, space)
 
@@ -185,3 +188,24 @@ def test_assemble_takes_a_sub_space_s_classes_from_the_shards(tmp_path):
     (tmp_path / "shard-0000.json").write_text(json.dumps(shard))
     with pytest.raises(DamagedFileError, match="1 of 90 trainings are missing"):
         assemble(tmp_path, protocol, ops=SHAPES_SHIPPED_OPS)
+
+
+def test_the_shipped_shapes_table_is_the_protocol_s_training_of_its_sub_space():
+    import nasnb.bench as bench
+    import nasnb.data
+    from nasnb.bench.build import PROTOCOL, protocol_hash
+
+    path = bench.DATA / bench.TABLES["nb201-shapes"][0]
+    if not path.exists():
+        pytest.skip("nb201-shapes is not assembled: python benchmarks/tables/nb201-shapes/build.py --assemble")
+    table = bench.load("nb201-shapes")
+    keys = {NB201.expression(a, "nb201") for a in table.space.enumerate()}
+    assert len(table) == len(keys) and all(table.covers(a) for a in table.space.enumerate())
+    assert not table.complete and path.stat().st_size < 200_000
+    assert table.meta["protocol_hash"] == protocol_hash(SHAPES_PROTOCOL) and table.seeds == [0]
+    assert {k: table.meta[k] for k in ("network", "epochs", "fit")} == {k: PROTOCOL[k] for k in ("network", "epochs",
+                                                                                              "fit")}
+    data = nasnb.data.load("shapes", seed=0, train_size=500, val_size=397)
+    assert table.meta["data_fingerprint"] == data.fingerprint() and table.meta["data"]["name"] == "shapes"
+    val = table.val_accuracy()
+    assert val.max() - np.median(val) > 0.05 and val.min() > 0.1  # cells differ; every one learns something
