@@ -69,11 +69,12 @@ class WarmStartEvolution(RegularizedEvolution):
 
     Args:
         initial: the archs of `space` to start from, e.g. ``top_cells(old_table, k=P, space=space)``;
-            at most `population_size` (more would die of age before evolution could use them).
+            at most `population_size` (more would die of age before evolution could use them);
+            none (the default) is a cold start: RegularizedEvolution itself.
         other arguments: those of RegularizedEvolution.
     """
 
-    def __init__(self, space, evaluator, *, initial: Sequence, population_size: int = 20, **kwargs):
+    def __init__(self, space, evaluator, *, initial: Sequence = (), population_size: int = 20, **kwargs):
         if isinstance(initial, (str, bytes)) or not isinstance(initial, (Sequence, np.ndarray)):
             raise InvalidTypeError(f"initial must be a list of architectures, got {short(initial)}; "
                                    "e.g. initial=top_cells(nasnb.bench.load('nb201-digits'), k=10)")

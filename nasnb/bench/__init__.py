@@ -16,7 +16,7 @@ import functools
 from pathlib import Path
 
 from nasnb.bench.official import OfficialTable, load_nb201
-from nasnb.bench.table import Table, arch_at, arch_index
+from nasnb.bench.table import CellNotInTableError, Table, arch_at, arch_index
 from nasnb.checks import short
 from nasnb.errors import UnknownNameError
 
@@ -48,4 +48,4 @@ def load(name: str = "nb201-digits") -> Table:
     return _load(name)
 
 
-__all__ = ["Table", "TABLES", "load", "load_nb201", "OfficialTable", "arch_at", "arch_index"]
+__all__ = ["Table", "CellNotInTableError", "TABLES", "load", "load_nb201", "OfficialTable", "arch_at", "arch_index"]
