@@ -1,30 +1,33 @@
 """Warm start on a second task: digits -> shapes, rank correlation of cells and trials saved.
 
-    .venv/bin/python benchmarks/warm_start.py                  # shipped tables, 200 seeds, ~1 min
-    .venv/bin/python benchmarks/warm_start.py --seeds 50 --trials 150
+    .venv/bin/python benchmarks/warm_start.py                  # shipped tables, 200 seeds, ~30 s
+    .venv/bin/python benchmarks/warm_start.py --seeds 50 --trials 150 --shapes other-shapes.npz
 
-The source task is nb201-digits (every NB201 class, 3 seeds), the target nb201-shapes (the 496
-classes of the cells made of skip_connect, nor_conv_1x1 and nor_conv_3x3, trained on the generated
-shapes with the same protocol: nasnb.bench.build.SHAPES_PROTOCOL). Both are looked up, nothing trains.
+The source task is nb201-digits (every NB201 class, 3 seeds), the target nb201-shapes (a partial
+table: the classes of an NB201 sub-space, `shapes.space`, trained on the generated shapes with the
+same protocol, nasnb.bench.build.SHAPES_PROTOCOL, 1 seed; 90 classes for now). Both are looked
+up, nothing trains.
 
-(a) Rank correlation of the 496 classes between the tasks: Spearman and Kendall tau (scipy.stats)
-of the digits table's mean validation accuracy (3 seeds) against the shapes table's, and of the
-test accuracies; for scale, digits seed 0 against digits seed 1 on the same classes (how well a
-task agrees with itself); where the digits top-10 land on shapes.
+(a) Rank correlation of the shapes table's classes between the tasks: Spearman and Kendall tau
+(scipy.stats) of the digits table's mean validation accuracy (3 seeds) against the shapes table's,
+and of the test accuracies; for scale, digits seed 0 against digits seed 1 on the same classes (how
+well a task agrees with itself); where the digits top-10 land on shapes.
 
-(b) Searches on shapes (`table.space`, the sub-space, looked up with TableEvaluator(shapes)):
-regularized evolution with NAS-Bench-201's settings (population 10, tournament 3), cold (a random
-first population) against warm (`nasnb.warm_start.WarmStartEvolution`: the first population is
-the 10 classes digits ranks best, `top_cells(digits, 10, shapes.space)`), the same run seeds for
-all. The warm start is the same 10 cells in every run, so its first trials are too; how much the
-result owes to the source's noise shows in three more warm arms, each ranked by one digits seed
-only (`top_cells(..., seed=k)`): what a source table of one training per cell would give. After each trial the incumbent is search.best() (by validation accuracy) and its regret the
-shapes table's best mean test accuracy minus the incumbent's. The thresholds are the regrets of the
-top 5 %, 2 %, 1 % of the sub-space's 729 cells and of its optimum. Printed per threshold: the
+(b) Searches on shapes (its sub-space, looked up with TableEvaluator(shapes)): regularized
+evolution with NAS-Bench-201's settings (population 10, tournament 3), cold (a random first
+population) against warm (`nasnb.warm_start.WarmStartEvolution`: the first population is the 10
+classes digits ranks best, `top_cells(digits, 10, shapes.space)`), the same run seeds for all.
+The warm start is the same 10 cells in every run, so its first trials are too; how much the result
+owes to the source's noise shows in three more warm arms, each ranked by one digits seed only
+(`top_cells(..., seed=k)`): what a source table of one training per cell would give.
+
+After each trial the incumbent is the best validation accuracy so far, and its regret the shapes
+table's best mean test accuracy minus the incumbent's. The thresholds are the regrets of the top
+5 %, 2 %, 1 % of the sub-space's cells and of its optimum. Printed per arm and threshold: the
 median over seeds of the trials until the regret is at most it (runs that never get there within
---trials count as --trials + 1, and the median is "-" when over half of them do), and "trials
-saved" = cold's median - warm's median; then the median regret after 10, 20, 50 trials.
-The summary is written to benchmarks/results/warm-start.json.
+--trials count as --trials + 1; the median is "-" when over half of them do), how many runs got
+there, and "trials saved" = cold's median - the arm's; then the median regret after 1 ... 100
+trials. The summary is written to benchmarks/results/warm-start.json.
 """
 from __future__ import annotations
 

@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from build_table import build  # noqa: E402
 
 from nasnb.bench import DATA  # noqa: E402
-from nasnb.bench.build import (PROTOCOL, SHAPES_PROTOCOL, SHAPES_SHIPPED_OPS, assemble, cell_costs, machine_facts,  # noqa: E402
+from nasnb.bench.build import (PROTOCOL, SHAPES_PROTOCOL, SHAPES_SHIPPED_OPS, assemble,  # noqa: E402
+                               cell_costs, machine_facts,
                                protocol_cells, protocol_hash, read_shard, shard_ranges, write_json_atomic)
 
 FOLDER = pathlib.Path(__file__).resolve().parent
