@@ -15,8 +15,8 @@ well a task agrees with itself); where the digits top-10 land on shapes.
 
 (b) Searches on shapes (its sub-space, looked up with TableEvaluator(shapes)): regularized
 evolution with NAS-Bench-201's settings (population 10, tournament 3), cold (a random first
-population) against warm (`nasnb.warm_start.WarmStartEvolution`: the first population is the 10
-classes digits ranks best, `top_cells(digits, 10, shapes.space)`), the same run seeds for all.
+population) against warm (`RegularizedEvolution(..., initial=top_cells(digits, 10, shapes.space))`:
+the first population is the 10 classes digits ranks best), the same run seeds for all.
 The warm start is the same 10 cells in every run, so its first trials are too; how much the result
 owes to the source's noise shows in three more warm arms, each ranked by one digits seed only
 (`top_cells(..., seed=k)`): what a source table of one training per cell would give.
@@ -95,7 +95,7 @@ def regret_curve(search, shapes, best: float) -> list[float]:
 def searches(digits, shapes, seeds: int, trials: int) -> dict:
     from nasnb.evaluators import TableEvaluator
     from nasnb.strategies.evolution import RegularizedEvolution
-    from nasnb.warm_start import WarmStartEvolution, top_cells
+    from nasnb.warm_start import top_cells
 
     space, evaluator = shapes.space, TableEvaluator(shapes)
     starts = {"warm": top_cells(digits, POPULATION, space)}
@@ -105,8 +105,8 @@ def searches(digits, shapes, seeds: int, trials: int) -> dict:
     for seed in range(seeds):
         runs = {"cold": RegularizedEvolution(space, evaluator, population_size=POPULATION, sample_size=SAMPLE,
                                              seed=seed)}
-        runs.update({name: WarmStartEvolution(space, evaluator, initial=start, population_size=POPULATION,
-                                              sample_size=SAMPLE, seed=seed) for name, start in starts.items()})
+        runs.update({name: RegularizedEvolution(space, evaluator, initial=start, population_size=POPULATION,
+                                                sample_size=SAMPLE, seed=seed) for name, start in starts.items()})
         for name, search in runs.items():
             search.run(trials, progress=False)
             curves[name].append(regret_curve(search, shapes, best))

@@ -11,7 +11,7 @@ from nasnb.bench.table import MISSING, CellNotInTableError, Table, arch_at, arch
 from nasnb.errors import InvalidValueError
 from nasnb.spaces import NB201Space
 from nasnb.strategies.evolution import RegularizedEvolution
-from nasnb.warm_start import WarmStartEvolution, top_cells
+from nasnb.warm_start import top_cells
 
 NB201 = NB201Space()
 OPS = ("skip_connect", "nor_conv_1x1", "nor_conv_3x3")
@@ -110,38 +110,18 @@ def test_top_cells_ranks_by_the_source_table_within_the_target_space(partial):
         top_cells(full, 497, space)
 
 
-def test_warm_start_evaluates_the_given_cells_first_then_evolves(partial):
+def test_a_warm_start_from_top_cells_searches_inside_the_partial_table(partial):
     space, ev = partial.space, TableEvaluator(partial)
     start = top_cells(partial, 4, space)
-    search = WarmStartEvolution(space, ev, initial=start, population_size=6, sample_size=2, seed=3)
-    search.run(30)
+    search = RegularizedEvolution(space, ev, initial=start, population_size=6, sample_size=2, seed=3)
+    search.run(30, progress=False)
     trials = search.history.trials
     assert [space.parse(t.arch) for t in trials[:4]] == start
-    assert [t.info["kind"] for t in trials[:6]] == ["warm"] * 4 + ["random"] * 2
     assert {t.info["kind"] for t in trials[6:]} <= {"mutation"}
     assert all(partial.covers(t.arch) for t in trials)  # the search never leaves the table's classes
-    # with no warm cells it is regularized evolution itself, trial for trial
-    cold = WarmStartEvolution(space, ev, initial=[], population_size=6, sample_size=2, seed=3)
-    plain = RegularizedEvolution(space, ev, population_size=6, sample_size=2, seed=3)
-    cold.run(25), plain.run(25)
-    assert [t.arch for t in cold.history.trials] == [t.arch for t in plain.history.trials]
-
-
-def test_warm_start_resumes_where_it_stopped_and_refuses_bad_starts(partial, tmp_path):
-    space, ev = partial.space, TableEvaluator(partial)
-    start = top_cells(partial, 5, space)
-    whole = WarmStartEvolution(space, ev, initial=start, population_size=5, seed=1)
-    whole.run(12)
-    half = WarmStartEvolution(space, ev, initial=start, population_size=5, seed=1)
-    half.run(3)
-    resumed = WarmStartEvolution(space, ev, initial=start, population_size=5, seed=1)
-    resumed.load_state_dict(half.state_dict())
-    resumed.run(12)  # run(n) continues up to n trials in all
-    assert [t.arch for t in resumed.history.trials] == [t.arch for t in whole.history.trials]
-    with pytest.raises(InvalidValueError, match="population_size=5"):
-        WarmStartEvolution(space, ev, initial=start + start[:1], population_size=5)
-    with pytest.raises(InvalidValueError, match=r"initial\[0\]"):
-        WarmStartEvolution(space, ev, initial=[("avg_pool_3x3",) * 6], population_size=5)
+    # the best of the table is the first warm cell, so the search has it from trial 0 on
+    assert search.history.best().arch == NB201.format(start[0])
+    assert partial.query(start[0])["val_accuracy"] == partial.val_accuracy().max()
 
 
 def test_a_sub_space_may_give_each_edge_its_own_ops():
