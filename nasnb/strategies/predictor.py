@@ -23,8 +23,8 @@ The paper's released code evaluates 10 random cells first, fits an ensemble of 5
 cells per fit out of 100 candidates mutated from the best cells seen; the defaults here are those
 numbers (`initial=10`, `members=5`, `refit_every=10`, `candidates=100`, `parents=10`). Its
 ensemble is 5 MLPs, as here (smaller ones: scikit-learn's MLPRegressor with two layers of 32), on
-the path encoding; the default here is one-hot, which ranked digits cells as well or better
-(benchmarks/predictor.py; ``encoding="path"`` is the paper's setting).
+the path encoding; the default here is one-hot, which ranked digits cells better at every
+training-set size (benchmarks/predictor.py; ``encoding="path"`` is the paper's setting).
 
 Every trial's ``info`` says why it was tried: ``kind`` ("random" or "mutation"), ``parent`` (the
 trial number mutated, None for random ones), ``predicted_mean`` and ``predicted_std`` (the
@@ -129,15 +129,14 @@ class PredictorGuided(Strategy):
     def _candidates(self):
         """(candidates, {key: parent trial number}): mutations of the best trials, then random ones."""
         best = sorted((t for t in self.history.trials if t.ok), key=lambda t: (-t.value(self.metric), t.number))
-        best = best[:self.parents]
+        best = [(t.number, self.space.parse(t.arch)) for t in best[:self.parents]]
         pool, parent_of = [], {}
         for i in range(self.candidates):
-            parent = best[i % len(best)]
-            arch = self.space.parse(parent.arch)
+            number, arch = best[i % len(best)]
             for _ in range(int(self.rng.integers(1, self.max_edits + 1))):
                 arch = self.space.mutate(arch, self.rng)
             pool.append(arch)
-            parent_of.setdefault(self._key(arch), parent.number)
+            parent_of.setdefault(self._key(arch), number)
         for _ in range(self.random_candidates):
             arch = self.space.sample(self.rng)
             pool.append(arch)
