@@ -22,6 +22,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "toy": "nasnb.spaces.toy:ToySpace",
         "mobilenet": "nasnb.spaces.mobilenet:MobileNetSpace",  # ProxylessNAS / MobileNetV2 chains
         "layers": "nasnb.spaces.layers:LayerSpace",  # MetaQNN's conv / pool / FC chains
+        "transformer": "nasnb.spaces.transformer:TransformerSpace",  # attention / FFN / norm / activation per layer
     },
     "strategy": {
         "random": "nasnb.strategies.random:RandomSearch",
@@ -44,6 +45,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "alphas": "nasnb.viz.alphas:plot_alphas",
         "pareto": "nasnb.viz.pareto:plot_pareto",  # several objectives: the front and the hypervolume
         "qtable": "nasnb.viz.qtable:plot_qtable",  # a MetaQNN agent's Q-values, ε and rewards
+        "rungs": "nasnb.viz.rungs:plot_rungs",  # successive halving / Hyperband: every trial at its budget, who went on
     },
 }
 

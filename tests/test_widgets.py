@@ -112,10 +112,10 @@ def test_plot_panels_are_the_registry_views(monkeypatch):
     from nasnb.widgets import panels as panels_module
     from nasnb.widgets.panels import LivePanel
 
-    assert list(PANELS) == ["cell", "alphas", "pareto", "policy", "population", "progress", "qtable"]
+    assert list(PANELS) == ["cell", "alphas", "pareto", "policy", "population", "progress", "qtable", "rungs"]
     # the registry's views follow a search live: drawn once, then moved in place (nasnb.viz.live)
     for name, live in (("progress", "live:LiveProgress"), ("population", "live:LivePopulation"),
-                       ("policy", "policy:LivePolicy")):
+                       ("policy", "policy:LivePolicy"), ("rungs", "rungs:LiveRungs")):
         panel = make_panel(name)
         assert isinstance(panel, LivePanel) and panel.title == name and panel.live_class == f"nasnb.viz.{live}"
     # a view without a live panel is drawn from scratch by a PlotPanel, with its layout

@@ -136,7 +136,7 @@ class SuccessiveHalving(Strategy):
         proposer: "random" or "evolution" (module docstring); random_fraction for "evolution".
     """
 
-    panels = ("cell", "progress")
+    panels = ("cell", "progress", "rungs")
     replayable = True  # propose() reads only self.rng, the brackets' state and the history
 
     def __init__(self, space, evaluator, *, max_budget: int | None = None, min_budget: int = 1, eta: int = 3,

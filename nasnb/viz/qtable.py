@@ -202,10 +202,12 @@ def qtable_html(data: dict, digits: int = 3) -> str:
             cells.append(f"<td style='{taken}background: {to_hex(cmap(shade))}; color: {ink}; padding: 1px 4px; "
                          f"text-align: right'>{q[action]:.{digits}f}</td>")
         label = html.escape(str(step["state"])) + ("" if step["greedy"] else " ~")
-        rows.append(f"<tr><th style='text-align: left; padding: 1px 4px; font-weight: normal'>{label}</th>"
+        rows.append(f"<tr><th style='text-align: left; padding: 1px 4px; font-weight: normal; white-space: nowrap'>"
+                    f"{label}</th>"
                     + "".join(cells) + "</tr>")
-    return ("<table style='border-collapse: collapse; font-size: 11px; font-family: monospace'>"
-            f"<tr><th></th>{head}</tr>" + "".join(rows) + "</table>")
+    return ("<div style='overflow-x: auto; max-width: 100%'>"  # many actions: the table scrolls, the page does not
+            "<table style='border-collapse: collapse; font-size: 11px; font-family: monospace; word-break: normal'>"
+            f"<tr><th></th>{head}</tr>" + "".join(rows) + "</table></div>")
 
 
 class LiveQTable(LiveFigure):

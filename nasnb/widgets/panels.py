@@ -311,6 +311,7 @@ LIVE_PANELS: dict[str, Callable[[], Panel]] = {
     "nasnb.viz.alphas:plot_alphas": alphas_panel,
     "nasnb.viz.pareto:plot_pareto": functools.partial(live_panel, "nasnb.viz.pareto:LivePareto", "pareto"),
     "nasnb.viz.qtable:plot_qtable": qtable_panel,
+    "nasnb.viz.rungs:plot_rungs": functools.partial(live_panel, "nasnb.viz.rungs:LiveRungs", "rungs"),
 }
 
 

@@ -208,7 +208,8 @@ def check_notebook_in_jupyterlab(path, page, lab):
         page.wait_for_timeout(300)  # the images arrive with (or just after) the status line
         after = image_hashes(panel_images)
         assert after != before, f"{name}: Step added a trial but no panel image changed"
-        header = dashboard.locator(".widget-html", has_text=" maximising ").first.inner_text()
+        goal = re.compile(" (maximising|minimising|objectives) ")  # the title: what the search optimises
+        header = dashboard.locator(".widget-html", has_text=goal).first.inner_text()
         widget_screenshot(dashboard, path.stem, f"The Dashboard of {header}, after clicking Step "
                                                 f"(trial {total + 1} of {total + 1}), with the {panel_names(dashboard)} panels.")
     elif button(page, "mutate one edge").count():  # 01: the sampler widget
