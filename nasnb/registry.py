@@ -36,6 +36,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "hyperband": "nasnb.strategies.halving:Hyperband",  # budgets: evaluator(arch, budget=epochs)
         "halving": "nasnb.strategies.halving:SuccessiveHalving",
         "metaqnn": "nasnb.strategies.qlearning:MetaQNN",  # tabular Q-learning over layers (Baker et al., 2017)
+        "predictor": "nasnb.strategies.predictor:PredictorGuided",  # BANANAS-style: a surrogate picks what to train
     },
     # A view draws a search's history: view(history, upto=t, ax=None) -> matplotlib Figure.
     "view": {

@@ -13,7 +13,8 @@ import torch
 
 from nasnb.history import History
 from nasnb.spaces.toy import ToySpace
-from nasnb.strategies import NSGA2, AutoMLZero, Hyperband, MetaQNN, SuccessiveHalving, OptunaSearch, RandomSearch, RegularizedEvolution, Reinforce
+from nasnb.strategies import (NSGA2, AutoMLZero, Hyperband, MetaQNN, OptunaSearch, PredictorGuided, RandomSearch,
+                              RegularizedEvolution, Reinforce, SuccessiveHalving)
 
 def budget_ignored(evaluator):
     """The toy has no training length: every budget scores the same (Hyperband asks with one)."""
@@ -32,6 +33,10 @@ ALL_STRATEGIES = [
                  id="AutoMLZero"),
     pytest.param(lambda space, evaluator, seed: Hyperband(space, budget_ignored(evaluator), max_budget=27, seed=seed),
                  id="Hyperband"),
+    # 2 members refitted every 25 trials, 30 candidates a step: the contract's 3 x 300 trials at a fraction of the cost
+    pytest.param(lambda space, evaluator, seed: PredictorGuided(space, evaluator, members=2, refit_every=25, candidates=30,
+                                                                 seed=seed),
+                 id="PredictorGuided"),
     pytest.param(lambda space, evaluator, seed: SuccessiveHalving(space, budget_ignored(evaluator), max_budget=27,
                                                                   seed=seed), id="SuccessiveHalving"),
 ]

@@ -12,7 +12,9 @@ from nasnb.strategies.qlearning import MetaQNN
 from nasnb.strategies.proxyless import ProxylessNAS
 from nasnb.strategies.halving import Hyperband, SuccessiveHalving
 from nasnb.strategies.automl_zero import AutoMLZero
+from nasnb.strategies.predictor import PredictorGuided
 
 __all__ = ["Proposal", "Search", "Strategy", "RandomSearch", "RegularizedEvolution", "Controller", "Reinforce", "DARTS",
            "GDASConfig", "PDARTSConfig", "ENAS", "OptunaSearch",
-           "NSGA2", "MetaQNN", "ProxylessNAS", "SuccessiveHalving", "Hyperband", "AutoMLZero"]
+           "NSGA2", "MetaQNN", "ProxylessNAS", "SuccessiveHalving", "Hyperband", "AutoMLZero",
+           "PredictorGuided"]
