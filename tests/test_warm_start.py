@@ -188,4 +188,5 @@ def test_the_shipped_shapes_table_is_the_protocol_s_training_of_its_sub_space():
     data = nasnb.data.load("shapes", seed=0, train_size=500, val_size=397)
     assert table.meta["data_fingerprint"] == data.fingerprint() and table.meta["data"]["name"] == "shapes"
     val = table.val_accuracy()
-    assert val.max() - np.median(val) > 0.05 and val.min() > 0.1  # cells differ; every one learns something
+    assert np.median(val) > 0.2 and val.max() - np.median(val) > 0.05  # beats chance (0.1); cells differ
+    assert np.allclose(val * 397, np.round(val * 397))  # counts of the 397 validation images

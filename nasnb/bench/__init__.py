@@ -24,9 +24,9 @@ DATA = Path(__file__).resolve().parent / "data"
 TABLES = {  # name -> (file inside nasnb/bench/data, what it is)
     "nb201-digits": ("nb201-digits.npz", "every unique NB201 cell trained on the bundled digits, 3 seeds "
                                          "(protocol: table.meta; built by scripts/build_table.py)"),
-    "nb201-shapes": ("nb201-shapes.npz", "a partial table: the classes of an NB201 sub-space (table.space; for "
-                                         "now the 90 whose edge 1<-0 is a skip, the others skip, 1x1 or 3x3 convs) "
-                                         "trained on the generated shapes, 1 seed, digits' protocol "
+    "nb201-shapes": ("nb201-shapes.npz", "a partial table: the 496 classes of the NB201 cells made of skip, 1x1 "
+                                         "and 3x3 convs (table.space), trained on the generated shapes, 1 seed, "
+                                         "digits' protocol "
                                          "(built by benchmarks/tables/nb201-shapes/build.py)"),
 }
 

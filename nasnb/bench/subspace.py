@@ -11,9 +11,9 @@ restricted to the subset: a mutation changes one edge to another op *of the subs
     space.mutate(arch, rng)
     NB201OpsSpace([("skip_connect",)] + [("skip_connect", "nor_conv_1x1", "nor_conv_3x3")] * 5)  # per edge
 
-`ops` may also give each edge its own ops (a list of 6 lists, in EDGES order): the shipped
-nb201-shapes table covers the cells whose edge 1<-0 is a skip (node 1 is the input itself) and
-whose other edges are skip, 1x1 or 3x3 convs: 3^5 = 243 cells in 90 classes.
+`ops` may also give each edge its own ops (a list of 6 lists, in EDGES order), e.g. the cells
+whose edge 1<-0 is a skip (node 1 is the input itself) and whose other edges are skip, 1x1 or
+3x3 convs: 3^5 = 243 cells in 90 classes (build.SHAPES_SHIPPED_OPS).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
     python benchmarks/tables/nb201-shapes/build.py              # 1 worker process, 1 thread; resumable
     python benchmarks/tables/nb201-shapes/build.py --assemble   # only write nasnb/bench/data/nb201-shapes.npz
-    python benchmarks/tables/nb201-shapes/build.py --assemble --subspace   # the 90 classes shipped so far
+    python benchmarks/tables/nb201-shapes/build.py --assemble --subspace   # the 90 classes of a build in progress
 
 The same machinery as scripts/build_table.py (its `build`: shards of `--size` cells x every seed,
 written as they finish, a rerun trains only the missing ones): the 496 classes of the NB201 cells
@@ -12,7 +12,8 @@ those of nb201-digits, so its costs.json is reused after checking 12 cells again
 
 When every shard is there, the whole table (496 classes) is assembled. Until then, --subspace
 assembles the classes of build.SHAPES_SHIPPED_OPS (edge 1<-0 a skip: 90 classes, the first four
-shards), which is what ships today.
+shards). The shipped table was built here on 2026-12-01: 496 trainings, 13.3 min of CPU (1.61 s
+each, one thread, a busy shared 2-core VM), 36 min of wall time on 2 worker processes.
 """
 from __future__ import annotations
 
