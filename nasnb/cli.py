@@ -315,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--trials", type=int, default=8,
                         help="trials in the finished search; a resumed run continues up to it (at least 1)")
     search.add_argument("--epochs", type=int, default=3, help="training epochs per architecture")
-    search.add_argument("--dataset", default="digits", choices=DATASETS, help="digits is bundled; the others download")
+    search.add_argument("--dataset", default="digits", choices=DATASETS,
+                        help="digits is bundled, shapes and the seq- tasks are generated; the others download")
     search.add_argument("--data-root", default=None, help="where torchvision data sets are stored")
     search.add_argument("--train-size", type=int, default=None, help="train on a subset of this size")
     search.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
