@@ -3,7 +3,7 @@ import pytest
 
 from nasnb.errors import InvalidValueError
 from nasnb.history import History, Trial
-from nasnb.viz.program import plot_program, program_data, program_html
+from nasnb.viz.program import best_trial, plot_program, program_data, program_html
 
 EMPTY = "def Setup():\n  pass\ndef Predict():\n  pass\ndef Learn():\n  pass"
 HEBB = "def Setup():\n  s2 = 0.01\ndef Predict():\n  s1 = dot(v0, v1)\ndef Learn():\n  s3 = s2 * s0\n  v2 = s3 * v0\n  v1 = v1 + v2"
@@ -38,6 +38,7 @@ def test_best_program_with_its_changes_and_dead_code():
     assert not any(line["changed"] for f in data["functions"][:2] for line in f["lines"])
     assert (data["changed"], data["dead"], data["size"]) == (3, 1, 7)
     assert data["pruned"] == SGD
+    assert [None if best_trial(h, n) is None else best_trial(h, n).number for n in range(7)] == [None, 0, 1, 1, 1, 4, 4]
 
 
 def test_minimised_metric_failed_trials_and_errors():

@@ -53,6 +53,15 @@ def _improvements(history: History, n: int, metric: str) -> tuple[list, list]:
     return scan["at"][:cut], scan["trials"][:cut]
 
 
+def best_trial(history: History, upto: int | None = None, metric: str | None = None) -> Trial | None:
+    """The best complete trial of the first `upto` records, from the kept scan (a look-up when
+    the history grew by a record): what a panel checks before it builds `program_data`."""
+    metric = metric or history.metric
+    n = len(history) if upto is None else upto
+    _, trials = _improvements(history, n, metric)
+    return trials[-1] if trials else None
+
+
 def _program(trial: Trial):
     try:
         return parse_program(trial.arch)

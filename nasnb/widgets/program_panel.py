@@ -4,7 +4,8 @@ The program is text, so the panel is an ipywidgets.HTML: `nasnb.viz.program.prog
 `program_data(history, upto)`, changed lines since the previous best on yellow, dead code grey.
 Setting the HTML costs a string; the panel sets it only when the best trial changes (or another
 history is shown), so a step that found nothing better costs the look-up of one more record
-(`program_data` extends its scan of the history by the records that are new). `draws` counts
+(`best_trial` extends its kept scan of the history by the records that are new; the
+program's lines are built only when the best changed). `draws` counts
 real redraws, `last_seconds` the time of the last one, as for every Panel.
 """
 from __future__ import annotations
@@ -27,11 +28,12 @@ class ProgramPanel(Panel):
         self.data_shown: dict | None = None
 
     def update(self, search, upto: int) -> bool:
-        from nasnb.viz.program import program_data, program_html
+        from nasnb.viz.program import best_trial, program_data, program_html
 
-        data = program_data(search.history, upto)
-        key = (search.history, None if data is None else data["trial"])
+        best = best_trial(search.history, upto)
+        key = (search.history, None if best is None else best.number)
         if self._shown is not None and self._shown[0] is key[0] and self._shown[1] == key[1]:
             return False  # the same best program is on screen
+        data = program_data(search.history, upto)
         self._shown, self.data_shown = key, data
         return self._timed(lambda: setattr(self.html, "value", program_html(data)))
