@@ -46,6 +46,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "alphas": "nasnb.viz.alphas:plot_alphas",
         "pareto": "nasnb.viz.pareto:plot_pareto",  # several objectives: the front and the hypervolume
         "qtable": "nasnb.viz.qtable:plot_qtable",  # a MetaQNN agent's Q-values, ε and rewards
+        "program": "nasnb.viz.program:plot_program",  # AutoML-Zero's best program as code
         "rungs": "nasnb.viz.rungs:plot_rungs",  # successive halving / Hyperband: every trial at its budget, who went on
     },
 }

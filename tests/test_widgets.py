@@ -112,7 +112,7 @@ def test_plot_panels_are_the_registry_views(monkeypatch):
     from nasnb.widgets import panels as panels_module
     from nasnb.widgets.panels import LivePanel
 
-    assert list(PANELS) == ["cell", "alphas", "pareto", "policy", "population", "progress", "qtable", "rungs"]
+    assert list(PANELS) == ["cell", "alphas", "pareto", "policy", "population", "program", "progress", "qtable", "rungs"]
     # the registry's views follow a search live: drawn once, then moved in place (nasnb.viz.live)
     for name, live in (("progress", "live:LiveProgress"), ("population", "live:LivePopulation"),
                        ("policy", "policy:LivePolicy"), ("rungs", "rungs:LiveRungs")):

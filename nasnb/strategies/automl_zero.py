@@ -53,7 +53,7 @@ class AutoMLZero(RegularizedEvolution):
         metric: what evolution maximises ("fitness", as ProgramEvaluator reports it).
     """
 
-    panels = ("population", "progress")
+    panels = ("program", "progress", "population")
 
     def __init__(self, space, evaluator, *, population_size: int = 100, tournament_size: int = 10,
                  init="random", mutate_prob: float = 0.9, metric: str = "fitness", seed: int = 0):

@@ -295,6 +295,13 @@ def qtable_panel() -> Panel:
     return QTablePanel()
 
 
+def program_panel() -> Panel:
+    """A `ProgramPanel` (program_panel.py, imported when it is made, as in live_panel)."""
+    from nasnb.widgets.program_panel import ProgramPanel
+
+    return ProgramPanel()
+
+
 def alphas_panel() -> Panel:
     """An `AlphasPanel` (live_panels.py, imported when it is made, as in live_panel)."""
     from nasnb.widgets.live_panels import AlphasPanel
@@ -311,6 +318,7 @@ LIVE_PANELS: dict[str, Callable[[], Panel]] = {
     "nasnb.viz.alphas:plot_alphas": alphas_panel,
     "nasnb.viz.pareto:plot_pareto": functools.partial(live_panel, "nasnb.viz.pareto:LivePareto", "pareto"),
     "nasnb.viz.qtable:plot_qtable": qtable_panel,
+    "nasnb.viz.program:plot_program": program_panel,
     "nasnb.viz.rungs:plot_rungs": functools.partial(live_panel, "nasnb.viz.rungs:LiveRungs", "rungs"),
 }
 
