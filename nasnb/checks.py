@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from nasnb.errors import InvalidTypeError, InvalidValueError, UnknownNameError
 
@@ -109,3 +109,15 @@ def check_choice(name: str, value: Any, options: Iterable) -> Any:
     except TypeError:  # unhashable or incomparable values are simply not an option
         pass
     raise UnknownNameError(f"{name}={short(value)} is not known; choose from {options}")
+
+
+def check_distinct_ints(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None,
+                        example: tuple = (1, 2)) -> tuple:
+    """A non-empty sequence of distinct ints in [minimum, maximum], as a tuple (a space's options)."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
+        raise InvalidTypeError(f"{name} must be a non-empty sequence of ints, got {short(value)}; e.g. {name}={example}")
+    out = tuple(check_int(f"{name}[{i}]", v, minimum=minimum, maximum=maximum, example=example[0])
+                for i, v in enumerate(value))
+    if len(set(out)) != len(out):
+        raise InvalidValueError(f"{name}={out} repeats a value; list each once, e.g. {name}={example}")
+    return out

@@ -37,7 +37,7 @@ from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from nasnb.checks import check_int, short
+from nasnb.checks import check_distinct_ints, check_int, short
 from nasnb.errors import InvalidTypeError, InvalidValueError
 from nasnb.spaces.base import Choice, SpaceValue, as_rng, checked_len
 
@@ -66,13 +66,7 @@ class LayerState(NamedTuple):
 
 
 def _ints(name, value, minimum, maximum, example) -> tuple:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
-        raise InvalidTypeError(f"{name} must be a non-empty sequence of ints, got {short(value)}; e.g. {name}={example}")
-    out = tuple(check_int(f"{name}[{i}]", v, minimum=minimum, maximum=maximum, example=example[0])
-                for i, v in enumerate(value))
-    if len(set(out)) != len(out):
-        raise InvalidValueError(f"{name}={out} repeats a value; list each once, e.g. {name}={example}")
-    return out
+    return check_distinct_ints(name, value, minimum=minimum, maximum=maximum, example=example)
 
 
 class LayerSpace(SpaceValue):

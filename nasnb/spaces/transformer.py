@@ -40,7 +40,7 @@ from typing import Iterator, NamedTuple, Sequence
 import networkx as nx
 import numpy as np
 
-from nasnb.checks import check_bool, check_int, short
+from nasnb.checks import check_bool, check_distinct_ints, check_int, short
 from nasnb.errors import InvalidTypeError, InvalidValueError
 from nasnb.spaces.base import Choice, SpaceValue, as_rng, check_name, checked_len, pick
 
@@ -60,13 +60,7 @@ class Layer(NamedTuple):
 
 
 def _ints(name, value, minimum, maximum, example) -> tuple:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
-        raise InvalidTypeError(f"{name} must be a non-empty sequence of ints, got {short(value)}; e.g. {name}={example}")
-    out = tuple(check_int(f"{name}[{i}]", v, minimum=minimum, maximum=maximum, example=example[0])
-                for i, v in enumerate(value))
-    if len(set(out)) != len(out):
-        raise InvalidValueError(f"{name}={out} repeats a value; list each once, e.g. {name}={example}")
-    return out
+    return check_distinct_ints(name, value, minimum=minimum, maximum=maximum, example=example)
 
 
 def _names(name, value, known, example) -> tuple:
