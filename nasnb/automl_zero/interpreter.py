@@ -131,9 +131,15 @@ def task_fitness(predictions: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return fitness
 
 
-def evaluate(program: Program, tasks: Tasks, sizes: MemorySizes, *, seed: int = 0) -> dict:
-    """{"fitness": mean task fitness, "rms_error": mean finite rms (inf if none), "failed_tasks": n}."""
-    _, predictions = execute(program, tasks, sizes, seed=seed)
+def evaluate(program: Program, tasks: Tasks, sizes: MemorySizes, *, seed: int = 0, fast: bool = False) -> dict:
+    """{"fitness": mean task fitness, "rms_error": mean finite rms (inf if none), "failed_tasks": n}.
+    `fast`: run it with compiled.py's interpreter (the same predictions, bit for bit, sooner)."""
+    if fast:
+        from nasnb.automl_zero import compiled
+
+        _, predictions = compiled.execute(program, tasks, sizes, seed=seed, train=False)
+    else:
+        _, predictions = execute(program, tasks, sizes, seed=seed)
     per_task = task_fitness(predictions, tasks.y_valid)
     finite = np.isfinite(predictions).all(axis=1)
     with np.errstate(all="ignore"):
@@ -143,7 +149,8 @@ def evaluate(program: Program, tasks: Tasks, sizes: MemorySizes, *, seed: int = 
             "failed_tasks": int((~ok).sum())}
 
 
-def fec_hash(program: Program, probe: Tasks, sizes: MemorySizes, *, seed: int = 0, decimals: int = 6) -> str:
+def fec_hash(program: Program, probe: Tasks, sizes: MemorySizes, *, seed: int = 0, decimals: int = 6,
+             fast: bool = False) -> str:
     """Functional equivalence checking (the paper's Sec. 4.2): a fingerprint of what `program`
     predicts on a few examples (`probe`: the paper uses 10 training and 10 validation examples).
 
@@ -151,9 +158,14 @@ def fec_hash(program: Program, probe: Tasks, sizes: MemorySizes, *, seed: int = 
     predictions, rounded to `decimals` places, are hashed. Programs that differ in text but
     compute the same thing (s3 = s1 * s2 and s3 = s2 * s1; an instruction whose result nobody
     reads) get the same fingerprint, so their fitness is looked up instead of evaluated again.
-    NaN and infinities hash as themselves; -0.0 as 0.0.
+    NaN and infinities hash as themselves; -0.0 as 0.0. `fast`: as for `evaluate`.
     """
-    train, valid = execute(program, probe, sizes, seed=seed)
+    if fast:
+        from nasnb.automl_zero import compiled
+
+        train, valid = compiled.execute(program, probe, sizes, seed=seed)
+    else:
+        train, valid = execute(program, probe, sizes, seed=seed)
     with np.errstate(all="ignore"):  # rounding multiplies by 10**decimals: a huge prediction overflows to inf
         values = np.round(np.concatenate([train.ravel(), valid.ravel()]), decimals) + 0.0  # + 0.0: -0.0 -> 0.0
     values = np.nan_to_num(values, nan=1.5e308, posinf=1.7e308, neginf=-1.7e308)

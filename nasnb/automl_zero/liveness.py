@@ -58,16 +58,31 @@ def writes(ins: Instruction) -> tuple:
     return OPS[ins.op].output, ins.out
 
 
+def effects(ins: Instruction) -> tuple:
+    """(what it writes, what it reads, kept whatever it writes?, overwrites its output whole?),
+    remembered per op and addresses: liveness runs on every program a search meets."""
+    key = ins[:4]
+    found = _EFFECTS.get(key)
+    if found is None:
+        if len(_EFFECTS) >= 100_000:
+            _EFFECTS.clear()
+        found = _EFFECTS[key] = (writes(ins), frozenset(reads(ins)), ins.op in RANDOM_OPS, ins.op not in PARTIAL_OPS)
+    return found
+
+
+_EFFECTS: dict = {}
+
+
 def backward(body, live_at_end: set) -> tuple[set, list]:
     """(what is live at the start of `body`, which of its instructions matter), walking backwards."""
     live, keep = set(live_at_end), [False] * len(body)
     for j in range(len(body) - 1, -1, -1):
-        ins = body[j]
-        if writes(ins) in live or ins.op in RANDOM_OPS:
+        written, read, random, whole = effects(body[j])
+        if written in live or random:
             keep[j] = True
-            if ins.op not in PARTIAL_OPS:
-                live.discard(writes(ins))
-            live |= reads(ins)
+            if whole:
+                live.discard(written)
+            live |= read
     return live, keep
 
 

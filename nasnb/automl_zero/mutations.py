@@ -48,25 +48,35 @@ def mutate(space, program: Program, rng: np.random.Generator, kind: str | None =
     k = where[int(rng.integers(len(where)))]
     body = list(program[k])
     if kind == "insert":
-        body.insert(int(rng.integers(len(body) + 1)), space.random_instruction(rng))
+        body.insert(int(rng.integers(len(body) + 1)), space.random_instruction(rng, k))
     elif kind == "remove":
         del body[int(rng.integers(len(body)))]
     elif kind == "randomize_function":
         new = body
         for _ in range(_RETRIES):
-            new = [space.random_instruction(rng) for _ in body]
+            new = [space.random_instruction(rng, k) for _ in body]
             if new != body:
                 break
         body = new
     else:
         candidates = [j for j, i in enumerate(body) if kind == "randomize_instruction" or changeable(space, i)]
         j = candidates[int(rng.integers(len(candidates)))]
-        body[j] = alter(space, body[j], rng) if kind == "alter_argument" else redraw(space, body[j], rng)
+        body[j] = alter(space, body[j], rng) if kind == "alter_argument" else redraw(space, body[j], rng, k)
     return program._replace(**{FUNCTIONS[k]: tuple(body)}), kind
 
 
 def changeable(space, ins: Instruction) -> list[str]:
     """The fields of `ins` that alter_argument can change (an address with one option cannot)."""
+    cache = getattr(space, "_changeable", None)  # a ProgramSpace's: op -> fields (they depend on the op alone)
+    if cache is None:
+        return _changeable(space, ins)
+    fields = cache.get(ins.op)
+    if fields is None:
+        fields = cache[ins.op] = tuple(_changeable(space, ins))
+    return fields
+
+
+def _changeable(space, ins: Instruction) -> list[str]:
     spec = OPS[ins.op]
     fields = [f for f, t in zip(("in1", "in2"), spec.inputs) if len(space.readable[t]) > 1]
     fields += ["out"] if len(space.writable[spec.output]) > 1 else []
@@ -82,10 +92,10 @@ def applicable(space, program: Program, kind: str) -> list[int]:
     return [k for k, f in enumerate(program) if f]
 
 
-def redraw(space, ins: Instruction, rng) -> Instruction:
-    """A random instruction other than `ins` (after _RETRIES equal draws, the last one)."""
+def redraw(space, ins: Instruction, rng, function: int | None = None) -> Instruction:
+    """A random instruction (of `function`'s menu) other than `ins` (after _RETRIES equal draws, the last one)."""
     for _ in range(_RETRIES):
-        new = space.random_instruction(rng)
+        new = space.random_instruction(rng, function)
         if new != ins:
             return new
     return new

@@ -67,6 +67,20 @@ def format_constant(value: float) -> str:
 
 def format_instruction(instruction: Instruction) -> str:
     """'s3 = dot(v0, v1)': the op's template with typed addresses and constants filled in."""
+    if 0.0 in instruction.constants:  # 0.0 == -0.0: a cache keyed by the record could print the other one
+        return _format_instruction(instruction)
+    text = _FORMATTED.get(instruction)
+    if text is None:
+        if len(_FORMATTED) >= 100_000:
+            _FORMATTED.clear()
+        text = _FORMATTED[instruction] = _format_instruction(instruction)
+    return text
+
+
+_FORMATTED: dict = {}  # instruction -> its text (a search formats the same instructions again and again)
+
+
+def _format_instruction(instruction: Instruction) -> str:
     spec = op_spec(instruction.op)
     names = {"out": f"{spec.output}{instruction.out}"}
     if len(spec.inputs) >= 1:

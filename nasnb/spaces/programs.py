@@ -44,6 +44,11 @@ class ProgramSpace(SpaceValue):
             authors' linear-regression demo uses (10, 2, 8).
         max_sizes: the longest each function may grow by insertions.
         mutations: the mutation kinds `mutate` picks from (MUTATIONS).
+        function_ops: optional, three op lists (Setup, Predict, Learn), each function's own menu
+            instead of `ops` for all three, as the authors' code allows (setup_ops, predict_ops,
+            learn_ops); e.g. their restricted linear example: (["scalar_const_set"],
+            ["vector_inner_product"], ["scalar_diff", "scalar_product", "scalar_vector_product",
+            "vector_sum"]). `ops` is then ignored.
     """
 
     name = "programs"
@@ -51,7 +56,8 @@ class ProgramSpace(SpaceValue):
 
     def __init__(self, *, scalars: int = 4, vectors: int = 3, matrices: int = 1, features: int = 4,
                  ops: Sequence[str] = ALL_OPS, init_sizes: Sequence[int] = (10, 2, 8),
-                 max_sizes: Sequence[int] = (20, 10, 20), mutations: Sequence[str] = MUTATIONS):
+                 max_sizes: Sequence[int] = (20, 10, 20), mutations: Sequence[str] = MUTATIONS,
+                 function_ops: Sequence[Sequence[str]] | None = None):
         # at least s0 (the label) and s1 (the prediction), and v0 (the features)
         self.sizes = MemorySizes(check_int("scalars", scalars, minimum=2, maximum=100, example=4),
                                  check_int("vectors", vectors, minimum=1, maximum=100, example=3),
@@ -60,7 +66,18 @@ class ProgramSpace(SpaceValue):
         self.features = self.sizes.features
         self.readable = {"s": range(scalars), "v": range(vectors), "m": range(matrices)}
         self.writable = {"s": range(1, scalars), "v": range(1, vectors), "m": range(matrices)}  # never s0, v0
-        self.ops = self._check_ops(ops)
+        if function_ops is None:
+            self.ops = self._check_ops(ops)
+            self.function_ops = (self.ops,) * 3
+            self._split = False
+        else:
+            if isinstance(function_ops, str) or not isinstance(function_ops, Sequence) or len(function_ops) != 3:
+                raise InvalidTypeError(f"function_ops must be three op lists (Setup, Predict, Learn), got "
+                                       f"{short(function_ops)}; e.g. function_ops=(['scalar_const_set'], "
+                                       "['vector_inner_product'], ['scalar_diff', 'vector_sum'])")
+            self.function_ops = tuple(self._check_ops(menu) for menu in function_ops)
+            self.ops = tuple(dict.fromkeys(op for menu in self.function_ops for op in menu))
+            self._split = True
         self.max_sizes = self._check_sizes("max_sizes", max_sizes, 0, 1000, (20, 10, 20))
         self.init_sizes = self._check_sizes("init_sizes", init_sizes, 0, 1000, (10, 2, 8))
         for k, f in enumerate(FUNCTIONS):
@@ -76,6 +93,8 @@ class ProgramSpace(SpaceValue):
                 raise InvalidValueError(f"unknown mutation {short(m)} in mutations; choose from {list(MUTATIONS)}")
         self.mutations = tuple(dict.fromkeys(mutations))
         self._known: set = set()  # programs validate() has passed (a cache, bounded by _KNOWN_LIMIT)
+        self._texts: dict = {}  # text -> the program format() wrote it for (parse reads it back at once)
+        self._changeable: dict = {}  # op -> the fields alter_argument may change (mutations.changeable)
 
     def _check_ops(self, ops) -> tuple:
         if isinstance(ops, str) or not isinstance(ops, Sequence) or not ops:
@@ -101,7 +120,8 @@ class ProgramSpace(SpaceValue):
         s = self.sizes
         return (f"ProgramSpace(scalars={s.scalars}, vectors={s.vectors}, matrices={s.matrices}, features={s.features}, "
                 f"ops={list(self.ops)}, init_sizes={self.init_sizes}, max_sizes={self.max_sizes}, "
-                f"mutations={list(self.mutations)})")
+                f"mutations={list(self.mutations)}"
+                + (f", function_ops={[list(m) for m in self.function_ops]})" if self._split else ")"))
 
     def __len__(self) -> int:
         raise InvalidValueError("ProgramSpace is infinite: constants are real numbers, so programs cannot be "
@@ -140,16 +160,18 @@ class ProgramSpace(SpaceValue):
         self._known.add(program)
         return program
 
-    def __getstate__(self) -> dict:  # a copy for a worker process does not need the cache
-        return {**self.__dict__, "_known": set()}
+    def __getstate__(self) -> dict:  # a copy for a worker process does not need the caches
+        return {**self.__dict__, "_known": set(), "_texts": {}}
 
     def _check_instruction(self, ins, function: str, index: int) -> Instruction:
         where = f"{function}[{index}]"
         if not isinstance(ins, Sequence) or isinstance(ins, str) or len(ins) not in (4, 5):
             raise InvalidTypeError(f"{where} must be an Instruction(op, in1, in2, out, constants), got {short(ins)}")
         ins = Instruction(*ins[:4], tuple(ins[4]) if len(ins) == 5 else ())
-        if ins.op not in self.ops:
-            raise InvalidValueError(f"{where}: op {short(ins.op)} is not in this space's ops {list(self.ops)}")
+        menu = self.function_ops[FUNCTIONS.index(function)]
+        if ins.op not in menu:
+            raise InvalidValueError(f"{where}: op {short(ins.op)} is not in this space's ops for {function} "
+                                    f"{list(menu)}")
         spec = OPS[ins.op]
         if not all(type(a) is int or isinstance(a, np.integer) for a in ins[1:4]):
             raise InvalidTypeError(f"{where}: addresses must be ints, got {short(ins)}")
@@ -176,11 +198,17 @@ class ProgramSpace(SpaceValue):
 
     def format(self, arch) -> str:
         """The program as code (`def Setup(): ...`), as print(program) shows it."""
-        return format_program(self.validate(arch))
+        program = self.validate(arch)
+        text = format_program(program)
+        if len(self._texts) >= _KNOWN_LIMIT:
+            self._texts.clear()
+        self._texts[text] = program  # a search parses its members' texts back when they become parents
+        return text
 
     def parse(self, text: str) -> Program:
         """The inverse of format()."""
-        return self.validate(parse_program(text))
+        program = self._texts.get(text) if isinstance(text, str) else None
+        return program if program is not None else self.validate(parse_program(text))
 
     def canonical(self, arch) -> Program:
         """The program itself: equivalent programs are found by FEC (interpreter.fec_hash), not by rewriting."""
@@ -188,11 +216,13 @@ class ProgramSpace(SpaceValue):
 
     # ---------------------------------------------------------------- random programs and moves
 
-    def random_instruction(self, rng=None) -> Instruction:
-        """An instruction of a uniformly drawn op, with uniform addresses and the authors' constant
-        ranges: values U(-1, 1), an index uniform, a std U(0, 1)."""
+    def random_instruction(self, rng=None, function: int | None = None) -> Instruction:
+        """An instruction of a uniformly drawn op (of `function`'s menu: 0 Setup, 1 Predict, 2 Learn;
+        of all `ops` without it), with uniform addresses and the authors' constant ranges: values
+        U(-1, 1), an index uniform, a std U(0, 1)."""
         rng = as_rng(rng)
-        spec = OPS[self.ops[int(rng.integers(len(self.ops)))]]
+        menu = self.ops if function is None else self.function_ops[function]
+        spec = OPS[menu[int(rng.integers(len(menu)))]]
         addresses = [self.pick(rng, self.readable[t]) for t in spec.inputs] + [0] * (2 - len(spec.inputs))
         out = self.pick(rng, self.writable[spec.output])
         constants = tuple(self.constant(rng, k) for k in spec.constants)
@@ -212,7 +242,8 @@ class ProgramSpace(SpaceValue):
     def sample(self, rng=None) -> Program:
         """A random program: `init_sizes` random instructions per function."""
         rng = as_rng(rng)
-        return self._valid(Program(*(tuple(self.random_instruction(rng) for _ in range(n)) for n in self.init_sizes)))
+        return self._valid(Program(*(tuple(self.random_instruction(rng, k) for _ in range(n))
+                                     for k, n in enumerate(self.init_sizes))))
 
     def mutate(self, arch, rng=None) -> Program:
         """One of the paper's mutations, picked uniformly among those that apply (module docstring)."""

@@ -108,6 +108,13 @@ class AutoMLZero(RegularizedEvolution):
             child, how = self.space.mutate(arch, self.rng), "mutate"
         return child, {"kind": "mutation", "mutation": how, "sampled": sampled, "parent": parent}
 
+    def to_remove(self, members: list[int]) -> int:
+        """As RegularizedEvolution's, without scanning P members per trial: the population is kept
+        in order of birth (observe appends each new trial's number), so the oldest is the first."""
+        if self.aging and members and members[0] < members[-1]:
+            return members[0]
+        return super().to_remove(members)
+
     # ---------------------------------------------------------------- tell, and the FEC cache
 
     def observe(self, trial: Trial) -> None:
