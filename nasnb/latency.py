@@ -17,6 +17,13 @@ count set to `threads` for the measurement (and restored). A table is only true 
 thread count and batch it was measured with: `save` writes them into a small JSON file, `load`
 refuses a table measured for another device or thread count than the one you say you predict for.
 
+`timing="relative"` (differential timing) is for a noisy machine, whose core speed wanders: each
+pass of a block alternates with a pass of a fixed reference block (`reference_key`: the middle
+key of the space), the block's latency is the median ratio of the two (the slowdown cancels,
+`nasnb.cost.measure_relative_latency`), and entries hold ratio x the reference's fastest median
+seen, in seconds. `table.measure_network(net)` times a whole network the same way, so that
+prediction and measurement are compared in the same units.
+
     table = LatencyTable.measure(MobileNetSpace(), threads=1, input_shape=(1, 8, 8))
     table.predict(arch)             # seconds
     table.save("latency_cpu.json"); LatencyTable.load("latency_cpu.json", device="cpu", threads=1)
@@ -29,11 +36,12 @@ import os
 import platform
 import warnings
 
+import numpy as np
 import torch
 import torch.nn as nn
 
-from nasnb.checks import check_int, check_positive_int, short
-from nasnb.cost import image_shape, measure_latency
+from nasnb.checks import check_choice, check_int, check_positive_int, short
+from nasnb.cost import image_shape, measure_latency, measure_relative_latency
 from nasnb.errors import DamagedFileError, InvalidTypeError, InvalidValueError
 from nasnb.spaces.mobilenet import MobileNetSpace
 from nasnb.spaces.mobilenet_network import ZERO, MBConv, conv_bn, mbconv_params
@@ -52,6 +60,9 @@ class LatencyTableWarning(UserWarning):
 
 
 STATISTIC, ROUNDS_STATISTIC = "median", "min over rounds of the median"
+RELATIVE_STATISTIC = ("median over rounds of the median ratio of interleaved passes to the reference's, "
+                      "times the reference's fastest median")
+TIMINGS = ("absolute", "relative")
 
 
 def device_name(device: torch.device) -> str:
@@ -128,10 +139,33 @@ def time_module(module: nn.Module, input_shape: tuple, *, batch: int, device, wa
                            repeats=repeats)["median"]
 
 
+def time_relative(module: nn.Module, input_shape: tuple, reference: nn.Module, reference_shape: tuple, *, batch: int,
+                  device, warmup: int, repeats: int) -> tuple[float, float]:
+    """(ratio of `module`'s latency to `reference`'s, the reference's median seconds meanwhile),
+    timed interleaved. The relative measurements of this file go through here (tests fake it)."""
+    r = measure_relative_latency(module, input_shape, reference, reference_shape, batch_size=batch, device=device,
+                                 warmup=warmup, repeats=repeats)
+    return r["ratio"], r["reference_median"]
+
+
 def _block(key: tuple) -> tuple[nn.Module, tuple]:
     op, c_in, c_out, stride, height, width = key
     kernel_size, expansion = mbconv_params(op)
     return MBConv(c_in, c_out, kernel_size, stride, expansion), (c_in, height, width)
+
+
+def reference_key(space: MobileNetSpace, input_shape) -> tuple:
+    """The reference block of relative timing: the middle one of `block_keys` (layer order, then op
+    order), a mid-sized block of the space; ('3x3_MBConv3', 16, 32, 2, 8, 8) for the default one."""
+    keys = block_keys(space, input_shape)
+    return keys[len(keys) // 2]
+
+
+def reference_block(key) -> tuple[nn.Module, tuple]:
+    """The reference MBConv of `key` and its input's (C, H, W); weights from seed 0 (the same every time)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return _block(tuple(key))
 
 
 class LatencyTable:
@@ -157,7 +191,8 @@ class LatencyTable:
 
     @classmethod
     def measure(cls, space: MobileNetSpace, device="cpu", threads: int = 1, batch: int = 1, warmup: int = 10,
-                repeats: int = 50, input_shape=(1, 8, 8), num_classes: int = 10, rounds: int = 1) -> "LatencyTable":
+                repeats: int = 50, input_shape=(1, 8, 8), num_classes: int = 10, rounds: int = 1,
+                timing: str = "absolute") -> "LatencyTable":
         """Time every block key of `space` and its fixed parts, with `threads` torch threads.
 
         `input_shape` is one image's (C, H, W): (1, 8, 8) for digits, (3, 224, 224) for
@@ -167,6 +202,11 @@ class LatencyTable:
         round (the median of `repeats` passes within a round). On a shared or virtual machine a
         neighbour slows everything for a second or two at a time; a key timed only inside such a
         spell would be too slow, and rounds spread over time let every key meet a quiet spell.
+
+        `timing="relative"` times each key interleaved with the reference block (`reference_key`)
+        instead: each key's ratio is the median over rounds, and entries are ratio x the fastest
+        reference median of all the calls, in seconds. `meta["method"]` records the timing and,
+        for relative timing, the reference block and its seconds.
         """
         if not isinstance(space, MobileNetSpace):
             raise InvalidTypeError(f"LatencyTable.measure needs a MobileNetSpace (a chain of blocks), got "
@@ -179,24 +219,64 @@ class LatencyTable:
         shape = chw(input_shape)
         num_classes = check_positive_int("num_classes", num_classes, example=10)
         rounds = check_positive_int("rounds", rounds, example=3)
-        timing = dict(batch=batch, device=dev, warmup=warmup, repeats=repeats)
+        timing = check_choice("timing", timing, TIMINGS)
+        how = dict(batch=batch, device=dev, warmup=warmup, repeats=repeats)
+        method = dict(timing=timing, warmup=warmup, repeats=repeats, rounds=rounds,
+                      statistic=RELATIVE_STATISTIC if timing == "relative" else STATISTIC if rounds == 1 else ROUNDS_STATISTIC)
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
             blocks = {key: _block(key) for key in block_keys(space, shape)}
-            fixed_parts = FixedParts(space, shape, num_classes, batch)
-            entries, fixed = dict.fromkeys(blocks, math.inf), math.inf
+            blocks[None] = FixedParts(space, shape, num_classes, batch), shape  # None: the fixed parts
+            times = {key: [] for key in blocks}
+            if timing == "relative":
+                key = reference_key(space, shape)
+                reference, reference_shape = reference_block(key)
+                reference_seconds = math.inf
             for _ in range(rounds):
                 for key, (block, block_shape) in blocks.items():
-                    entries[key] = min(entries[key], float(time_module(block, block_shape, **timing)))
-                fixed = min(fixed, float(time_module(fixed_parts, shape, **timing)))
+                    if timing == "absolute":
+                        times[key].append(float(time_module(block, block_shape, **how)))
+                        continue
+                    ratio, seconds = time_relative(block, block_shape, reference, reference_shape, **how)
+                    times[key].append(float(ratio))
+                    reference_seconds = min(reference_seconds, float(seconds))
         finally:
             torch.set_num_threads(previous)
+        if timing == "absolute":
+            seconds = {key: min(t) for key, t in times.items()}
+        else:
+            seconds = {key: float(np.median(t)) * reference_seconds for key, t in times.items()}
+            method["reference"] = dict(block=list(reference_key(space, shape)), seconds=reference_seconds)
         meta = dict(device=str(dev), device_name=device_name(dev), torch=torch.__version__, threads=threads,
-                    batch=batch, input_shape=list(shape), num_classes=num_classes,
-                    method=dict(warmup=warmup, repeats=repeats, rounds=rounds,
-                                                                        statistic=STATISTIC if rounds == 1 else ROUNDS_STATISTIC), space=repr(space))
-        return cls(entries, fixed, layer_shapes(space, shape), meta)
+                    batch=batch, input_shape=list(shape), num_classes=num_classes, method=method, space=repr(space))
+        fixed = seconds.pop(None)
+        return cls(seconds, fixed, layer_shapes(space, shape), meta)
+
+    @property
+    def timing(self) -> str:
+        """"absolute" or "relative" (tables saved before relative timing existed are absolute)."""
+        return self.meta["method"].get("timing", "absolute")
+
+    def measure_network(self, model: nn.Module, rounds: int | None = None) -> float:
+        """Seconds of one forward pass of `model` (a network of the table's space, for its input
+        shape and batch), measured the way the table was: same threads, warm-up and repeats; the
+        fastest of `rounds` (absolute), or the median ratio over `rounds` to the table's reference
+        block times its recorded seconds (relative). `rounds` defaults to the table's."""
+        rounds = self.meta["method"]["rounds"] if rounds is None else check_positive_int("rounds", rounds, example=3)
+        how = dict(batch=self.meta["batch"], device=self.meta["device"], warmup=self.meta["method"]["warmup"],
+                   repeats=self.meta["method"]["repeats"])
+        shape = tuple(self.meta["input_shape"])
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.meta["threads"])
+        try:
+            if self.timing == "absolute":
+                return min(float(time_module(model, shape, **how)) for _ in range(rounds))
+            reference, reference_shape = reference_block(self.meta["method"]["reference"]["block"])
+            ratios = [time_relative(model, shape, reference, reference_shape, **how)[0] for _ in range(rounds)]
+        finally:
+            torch.set_num_threads(previous)
+        return float(np.median(ratios)) * self.meta["method"]["reference"]["seconds"]
 
     def predict(self, arch) -> float:
         """Seconds: the fixed part plus each layer's entry for its op at its shape; 'Zero' adds 0."""
@@ -240,18 +320,22 @@ class LatencyTable:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path, device=None, threads: int | None = None, space: MobileNetSpace | None = None) -> "LatencyTable":
+    def load(cls, path, device=None, threads: int | None = None, space: MobileNetSpace | None = None,
+             timing: str | None = None) -> "LatencyTable":
         """The table saved at `path`, checked against where you will predict.
 
         Refuses (LatencyTableMismatchError) a table of another device type than `device` or, when
         `device` is a real device here, of another CPU/GPU model; refuses another thread count than
         `threads`; refuses a table of another space than `space` (compared by its repr, which
-        lists every setting). Leaving `device`, `threads` or `space` as None skips that check. Warns
+        lists every setting); refuses another `timing` ("absolute" or "relative": the two read a
+        noisy machine differently). Leaving an argument as None skips that check. Warns
         (LatencyTableWarning) when the table was measured with another torch version.
         """
         if threads is not None:
             threads = check_positive_int("threads", threads, example=1)
         dev = None if device is None else pick_device(device)
+        if timing is not None:
+            timing = check_choice("timing", timing, TIMINGS)
         try:
             with open(os.fspath(path)) as f:
                 data = json.load(f)
@@ -272,6 +356,10 @@ class LatencyTable:
         if space is not None and meta["space"] != repr(space):
             raise LatencyTableMismatchError(f"{short(os.fspath(path))} was measured for {meta['space']}, not for "
                                             f"{space!r}; measure a table of this space with LatencyTable.measure(space)")
+        if timing is not None and table.timing != timing:
+            raise LatencyTableMismatchError(
+                f"{short(os.fspath(path))} was measured with timing={table.timing!r}; you asked for timing={timing!r}. "
+                f"Load with timing={table.timing!r} or measure a table with LatencyTable.measure(space, timing={timing!r})")
         if meta["torch"] != torch.__version__:
             warnings.warn(f"{os.fspath(path)} was measured with torch {meta['torch']}, this is {torch.__version__}; "
                           "kernels change between versions, so its latencies may be off", LatencyTableWarning)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import nasnb.latency as latency
-from nasnb.errors import DamagedFileError, InvalidTypeError, InvalidValueError
+from nasnb.errors import DamagedFileError, InvalidTypeError, InvalidValueError, UnknownNameError
 from nasnb.latency import FixedParts, LatencyTable, LatencyTableMismatchError, LatencyTableWarning
 from nasnb.spaces import MobileNetSpace, NB201Space
 from nasnb.spaces.mobilenet_network import MBConv
@@ -81,8 +81,8 @@ def test_measure_times_each_key_once_with_the_asked_threads_then_restores_them(f
     assert set(table.entries) == HAND_KEYS
     assert table.entries[("5x5_MBConv2", 6, 8, 2, 4, 4)] == 5e6 + 2e5 + 2e4 + 600 + 4
     assert table.fixed == FIXED_SECONDS
-    assert table.meta["threads"] == asked and table.meta["method"] == {"warmup": 0, "repeats": 1, "rounds": 1,
-                                                                        "statistic": "median"}
+    assert table.meta["threads"] == asked and table.meta["method"] == {"timing": "absolute", "warmup": 0, "repeats": 1,
+                                                                        "rounds": 1, "statistic": "median"}
 
 
 def test_rounds_time_every_key_in_turn_and_keep_its_fastest_round(monkeypatch):
@@ -105,7 +105,8 @@ def test_rounds_time_every_key_in_turn_and_keep_its_fastest_round(monkeypatch):
     assert table.entries[("3x3_MBConv2", 4, 6, 1, 4, 4)] == 0.5 * fake_seconds(3, 2, 1, 4, 4)
     assert table.entries[("5x5_MBConv2", 6, 8, 2, 4, 4)] == 1 * fake_seconds(5, 2, 2, 6, 4)
     assert table.fixed == 2 * FIXED_SECONDS
-    assert table.meta["method"] == {"warmup": 10, "repeats": 50, "rounds": 3, "statistic": "min over rounds of the median"}
+    assert table.meta["method"] == {"timing": "absolute", "warmup": 10, "repeats": 50, "rounds": 3,
+                                   "statistic": "min over rounds of the median"}
     with pytest.raises(ValueError, match="rounds.*0"):
         LatencyTable.measure(small_space(), input_shape=(1, 7, 7), rounds=0)
 
@@ -151,7 +152,7 @@ def test_saved_table_loads_equal_and_is_plain_json(fake_clock, tmp_path):
     data = json.loads(path.read_text())
     assert data["device"] == "cpu" and data["threads"] == 1 and data["batch"] == 2
     assert data["torch"] == torch.__version__ and data["input_shape"] == [1, 7, 7]
-    assert data["method"] == {"warmup": 3, "repeats": 7, "rounds": 1, "statistic": "median"}
+    assert data["method"] == {"timing": "absolute", "warmup": 3, "repeats": 7, "rounds": 1, "statistic": "median"}
     assert len(data["entries"]) == 16
     loaded = LatencyTable.load(path, device="cpu", threads=1)
     assert loaded == table
@@ -238,3 +239,158 @@ def test_a_real_measurement_of_the_default_space_fills_every_key():
     assert len(table.entries) == 4 * 6  # 4 distinct layer shapes x 6 MBConv ops
     assert all(seconds > 0 for seconds in table.entries.values()) and table.fixed > 0
     assert table.predict(space.sample(0)) > table.fixed
+
+
+# ---------------------------------------------------------------- relative (differential) timing
+
+class SpellClock:
+    """A fake `time` for nasnb.cost: each forward pass advances it by the module's cost times the
+    machine's slowness, which changes every 5 passes (spells of 1, 3, 0.5, 2.5, 1.5, ...)."""
+
+    SPEEDS = (1.0, 3.0, 0.5, 2.5, 1.5, 2.0, 0.75)
+
+    def __init__(self):
+        self.now, self.passes = 0.0, 0
+
+    def perf_counter(self):
+        return self.now
+
+    def run(self, cost):
+        self.now += cost * self.SPEEDS[(self.passes // 5) % len(self.SPEEDS)]
+        self.passes += 1
+
+
+class Costly(torch.nn.Module):
+    def __init__(self, clock, cost):
+        super().__init__()
+        self.clock, self.cost, self.calls = clock, cost, 0
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def forward(self, x):
+        self.clock.run(self.cost)
+        self.calls += 1
+        return x
+
+
+def test_relative_timing_cancels_a_machine_speed_that_changes_between_passes(monkeypatch):
+    import nasnb.cost as cost
+    clock = SpellClock()
+    monkeypatch.setattr(cost, "time", clock)
+    k = 7.0
+    model, reference = Costly(clock, k * 0.002), Costly(clock, 0.002)
+    model.train(), reference.eval()
+    result = cost.measure_relative_latency(model, (1, 8, 8), reference, (4, 2, 2), device="cpu", warmup=3, repeats=40)
+    assert model.calls == reference.calls == 3 + 40  # passes alternate: model, reference, model, ...
+    # Spells of 5 passes: one pair in 5 straddles a change of speed; the median ignores them.
+    assert result["ratio"] == pytest.approx(k, rel=1e-9)
+    assert model.training and not reference.training  # modes restored
+    # The absolute clock reads the spells: the model's median is k x 2 ms times some slowness, not k x 2 ms.
+    absolute = cost.measure_latency(model, (1, 8, 8), device="cpu", warmup=0, repeats=40)["median"]
+    assert absolute != pytest.approx(k * 0.002, rel=0.05)
+    speeds_seen = sorted(SpellClock.SPEEDS)
+    assert min(speeds_seen) * k * 0.002 <= result["median"] <= max(speeds_seen) * k * 0.002
+
+
+def test_relative_timing_refuses_bad_arguments_naming_them():
+    import nasnb.cost as cost
+    block = MBConv(4, 4, 3, 1, 1)
+    for kwargs, name in [(dict(reference="MBConv"), "reference"), (dict(reference_shape=(4, 0, 2)), "reference_shape"),
+                         (dict(repeats=0), "repeats"), (dict(warmup=-1), "warmup"), (dict(batch_size=0), "batch_size"),
+                         (dict(input_shape=(4, 0, 2)), "input_shape")]:
+        args = dict(model=block, input_shape=(4, 2, 2), reference=block, reference_shape=(4, 2, 2), device="cpu")
+        args.update(kwargs)
+        with pytest.raises((InvalidValueError, InvalidTypeError), match=name):
+            cost.measure_relative_latency(**args)
+
+
+# The fake relative clock: a block's ratio is its fake seconds over the reference's, times a
+# per-round error (1, 1.2, 0.9)[r] that the median over rounds removes; the reference's median
+# seconds read 3, 2, 4 (x its fake seconds) in the three rounds: its fastest is 2x.
+ROUND_ERROR, REFERENCE_SLOWNESS = (1.0, 1.2, 0.9), (3.0, 2.0, 4.0)
+REFERENCE_BY_HAND = ("3x3_MBConv1", 6, 8, 2, 4, 4)  # the 9th of the 16 keys in layer order: index 16 // 2
+
+
+NETWORK_SECONDS = 0.25  # any whole network
+
+
+def _seconds(module, input_shape):
+    if isinstance(module, FixedParts):
+        return FIXED_SECONDS
+    if not isinstance(module, MBConv):
+        return NETWORK_SECONDS
+    return fake_seconds(module.kernel_size, module.expansion, module.stride, input_shape[0], input_shape[1])
+
+
+@pytest.fixture
+def fake_relative_clock(monkeypatch):
+    calls = []
+
+    def fake(module, input_shape, reference, reference_shape, *, batch, device, warmup, repeats):
+        calls.append(module)
+        r = (sum(c is module for c in calls) - 1) % 3
+        ref_seconds = _seconds(reference, reference_shape)
+        return _seconds(module, input_shape) / ref_seconds * ROUND_ERROR[r], ref_seconds * REFERENCE_SLOWNESS[r]
+
+    monkeypatch.setattr(latency, "time_relative", fake)
+    return calls
+
+
+def test_relative_table_holds_median_ratio_times_fastest_reference_seconds(fake_relative_clock):
+    space = small_space()
+    assert latency.reference_key(space, (1, 7, 7)) == REFERENCE_BY_HAND
+    table = LatencyTable.measure(space, input_shape=(1, 7, 7), rounds=3, timing="relative")
+    assert len(fake_relative_clock) == 3 * (16 + 1)
+    reference_seconds = 2.0 * fake_seconds(3, 1, 2, 6, 4)
+    key = ("5x5_MBConv2", 4, 6, 1, 4, 4)
+    ratio = fake_seconds(5, 2, 1, 4, 4) / fake_seconds(3, 1, 2, 6, 4)  # the median of (1, 1.2, 0.9) x ratio
+    assert table.entries[key] == pytest.approx(ratio * reference_seconds, rel=1e-12)
+    assert table.fixed == pytest.approx(FIXED_SECONDS * 2.0, rel=1e-12)
+    method = table.meta["method"]
+    assert table.timing == method["timing"] == "relative" and method["rounds"] == 3
+    assert method["reference"] == {"block": list(REFERENCE_BY_HAND), "seconds": reference_seconds}
+    # a network is timed the same way: median ratio over rounds x the recorded reference seconds
+    net = space.build(space.sample(1), in_channels=1)
+    fake_relative_clock.clear()
+    seconds = table.measure_network(net, rounds=3)
+    assert len(fake_relative_clock) == 3
+    assert seconds == pytest.approx(NETWORK_SECONDS / fake_seconds(3, 1, 2, 6, 4) * reference_seconds, rel=1e-12)
+
+
+def test_measure_network_with_absolute_timing_keeps_the_fastest_round(fake_clock, monkeypatch):
+    table = LatencyTable.measure(small_space(), input_shape=(1, 7, 7))
+    readings = iter([0.3, 0.1, 0.2])
+    monkeypatch.setattr(latency, "time_module", lambda *args, **kwargs: next(readings))
+    assert table.measure_network(torch.nn.Identity(), rounds=3) == 0.1
+    with pytest.raises(InvalidValueError, match="rounds"):
+        table.measure_network(torch.nn.Identity(), rounds=0)
+
+
+def test_relative_meta_survives_save_and_load_and_timing_is_checked(fake_relative_clock, fake_clock, tmp_path):
+    table = LatencyTable.measure(small_space(), input_shape=(1, 7, 7), rounds=3, timing="relative")
+    path = tmp_path / "lut.json"
+    table.save(path)
+    assert json.loads(path.read_text())["method"]["reference"]["block"] == list(REFERENCE_BY_HAND)
+    loaded = LatencyTable.load(path, device="cpu", threads=1, timing="relative")
+    assert loaded == table and loaded.timing == "relative"
+    with pytest.raises(LatencyTableMismatchError, match="timing='relative'.*timing='absolute'"):
+        LatencyTable.load(path, timing="absolute")
+    with pytest.raises(UnknownNameError, match="timing"):
+        LatencyTable.load(path, timing="differential")
+    with pytest.raises(UnknownNameError, match="timing"):
+        LatencyTable.measure(small_space(), input_shape=(1, 7, 7), timing="differential")
+    absolute = LatencyTable.measure(small_space(), input_shape=(1, 7, 7))
+    method = dict(absolute.meta["method"])
+    del method["timing"]  # a table saved before timing was recorded
+    old = _edited(tmp_path, absolute, method=method)
+    assert LatencyTable.load(old, timing="absolute").timing == "absolute"
+    with pytest.raises(LatencyTableMismatchError, match="absolute"):
+        LatencyTable.load(old, timing="relative")
+
+
+def test_a_real_relative_measurement_of_the_default_space_fills_every_key():
+    space = MobileNetSpace()
+    table = LatencyTable.measure(space, warmup=0, repeats=1, timing="relative")
+    assert set(table.entries) == set(latency.block_keys(space, (1, 8, 8)))
+    assert all(seconds > 0 for seconds in table.entries.values()) and table.fixed > 0
+    assert table.meta["method"]["reference"]["seconds"] > 0
+    assert table.measure_network(space.build(space.sample(0)), rounds=1) > 0
