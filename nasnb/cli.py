@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import subprocess
 import sys
@@ -155,11 +156,29 @@ def make_evaluator(space, args):
     if hasattr(space, "build"):
         from nasnb.evaluators import TrainEvaluator
 
-        return TrainEvaluator(load_data(args), epochs=args.epochs, space=space, seed=args.seed, device=args.device)
+        return TrainEvaluator(load_data(args), epochs=args.epochs, space=space, seed=args.seed, device=args.device,
+                              **training_options(space, args))
     if hasattr(space, "evaluate"):
         return space.evaluate
     raise InvalidValueError(f"space {args.space!r} neither builds networks nor scores architectures, so "
                             f"`nasnb search` cannot evaluate them; use one of {registry.names('space')}")
+
+
+# Each optimiser's learning rate when --lr is not given: DARTS' SGD rate, and Adam's usual 1e-3.
+DEFAULT_LR = {"sgd": 0.025, "adam": 1e-3}
+
+
+def training_options(space, args) -> dict:
+    """--optimizer and --lr, else what the space trains best with (`space.training_defaults`: TransformerSpace
+    asks for Adam, as transformers are trained; the convolutional spaces take DARTS' SGD)."""
+    preferred = dict(getattr(space, "training_defaults", None) or {})
+    optimizer = args.optimizer or preferred.get("optimizer", "sgd")
+    # the space's other settings (its lr, weight decay) go with its optimiser, not with another one
+    options = preferred if preferred.get("optimizer", "sgd") == optimizer else {}
+    options = {**options, "optimizer": optimizer, "lr": options.get("lr", DEFAULT_LR[optimizer])}
+    if args.lr is not None:
+        options["lr"] = args.lr
+    return options
 
 
 def cmd_search(args) -> int:
@@ -170,6 +189,8 @@ def cmd_search(args) -> int:
     # A search of 0 trials would have no best cell to report or draw: at least one is asked for.
     trials = check_int("--trials", args.trials, minimum=1)
     check_int("--epochs", args.epochs, minimum=1)
+    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
+        raise InvalidValueError(f"--lr must be a number > 0, got {args.lr}; e.g. --lr 0.025 (sgd) or --lr 0.001 (adam)")
     if args.train_size is not None:
         check_int("--train-size", args.train_size, minimum=1)
     seed = check_seed("--seed", args.seed)
@@ -319,6 +340,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="digits is bundled, shapes and the seq- tasks are generated; the others download")
     search.add_argument("--data-root", default=None, help="where torchvision data sets are stored")
     search.add_argument("--train-size", type=int, default=None, help="train on a subset of this size")
+    search.add_argument("--optimizer", default=None, choices=("sgd", "adam"),
+                        help="training optimiser (default: the space's; sgd, adam for --space transformer)")
+    search.add_argument("--lr", type=float, default=None,
+                        help="learning rate (default: the space's, else 0.025 for sgd and 0.001 for adam)")
     search.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     search.add_argument("--seed", type=int, default=0)
     search.add_argument("--out", default="nasnb-runs/search", help="output folder")

@@ -351,3 +351,41 @@ def test_search_with_enas_records_steps_draws_the_greedy_cell_and_resumes(tmp_pa
     longer = History.load(out / "history.json")
     assert len(longer) == 2 and longer[:1] == history[:1]
     assert cli.main(["search", "--strategy", "enas", "--space", "toy", "--trials", "1"]) == 2
+
+
+# ============================================================================= training options
+
+
+def search_args(*argv):
+    return cli.build_parser().parse_args(["search", *argv])
+
+
+def test_training_options_follow_the_space_unless_told_otherwise():
+    from nasnb.spaces import NB201Space, TransformerSpace
+
+    transformer, nb201 = TransformerSpace(), NB201Space()
+    assert cli.training_options(nb201, search_args()) == {"optimizer": "sgd", "lr": 0.025}  # fit's own defaults
+    assert cli.training_options(nb201, search_args("--optimizer", "adam")) == {"optimizer": "adam", "lr": 1e-3}
+    # TransformerSpace trains with Adam: its rate and weight decay come with it...
+    assert cli.training_options(transformer, search_args()) == {"optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0}
+    assert cli.training_options(transformer, search_args("--lr", "0.01"))["lr"] == 0.01
+    # ... and not with SGD, which gets SGD's rate and fit's weight decay
+    assert cli.training_options(transformer, search_args("--optimizer", "sgd")) == {"optimizer": "sgd", "lr": 0.025}
+
+
+def test_the_evaluator_of_nasnb_search_trains_with_those_options():
+    from nasnb.spaces import TransformerSpace
+
+    args = search_args("--space", "transformer", "--dataset", "seq-count", "--train-size", "50", "--device", "cpu")
+    evaluator = cli.make_evaluator(TransformerSpace(), args)
+    assert (evaluator.fit_settings["optimizer"], evaluator.fit_settings["lr"], evaluator.fit_settings["weight_decay"]) \
+        == ("adam", 3e-3, 0.0)
+
+
+@pytest.mark.parametrize("lr", ["0", "-0.1", "nan", "inf"])
+def test_a_learning_rate_that_is_not_positive_is_one_line(lr, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["search", "--lr", lr, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nasnb: error: --lr must be a number > 0, got ") and err.count("\n") == 1, err
+    assert not list(tmp_path.iterdir())

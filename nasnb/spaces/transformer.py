@@ -85,6 +85,9 @@ class TransformerSpace(SpaceValue):
 
     name = "transformer"
     cell_names = ("chain",)
+    # How these networks train well (`nasnb search` reads it): Adam, as transformers are trained. Two
+    # attention layers on seq-count, 4 epochs: val accuracy 0.79 with these, 0.30 with DARTS' SGD (lr 0.025).
+    training_defaults = {"optimizer": "adam", "lr": 3e-3, "weight_decay": 0.0}
 
     def __init__(self, depths: Sequence[int] = (1, 2, 3, 4), heads: Sequence[int] = (0, 1, 2, 4),
                  ffn: Sequence[int] | None = None, norms: Sequence[str] = NORMS,
