@@ -3,6 +3,7 @@
     python benchmarks/automl_zero.py                          # about 5 minutes on 2 busy cores
     python benchmarks/automl_zero.py --scratch-seconds 1200   # a longer try from random programs
     python benchmarks/automl_zero.py --scratch-seconds 300 --scratch-sizes 10,2,8 --scratch-seeds 3   # the demo's sizes
+    python benchmarks/automl_zero.py --skip-partial --scratch-setting menus --scratch-seconds 300 --scratch-seeds 3
 
 The setting is the authors' 5-minute demo (run_demo.sh of google-research/automl_zero), in
 Python: the six ops linear regression by SGD is made of (SGD_OPS), memory of 4 scalars and 3
@@ -21,6 +22,13 @@ regularized evolution with tournaments of 10 and mutate_prob 0.9, FEC on 10 + 10
    this process's CPU time (one core, whatever else runs on the machine): the best fitness over
    time, the throughput, how many trials the pruned-program look-up answered without running
    anything, and what the throughput means for the authors' budget (up to 10^6 individuals).
+   `--scratch-setting menus` is the authors' other linear example (a script of
+   google-research/automl_zero headed "Linear example with early stopping"): each function its own
+   menu (Setup: constants; Predict: dot; Learn: difference, product, scalar-vector product, vector
+   sum), sizes 5, 1, 4, the rest as the demo. The programs are still random and the search must
+   still find the error, the step, the gradient and the update, with their addresses, and tune the
+   rate; the menus only take away the ops each function does not need.
+   When the target is reached, the found program is also scored on 100 unseen tasks.
 """
 import argparse
 import os
@@ -83,12 +91,18 @@ def partial_start(space, unseen, target, seeds, seconds):
             print("  " + best.arch.replace("\n", "\n  "))
 
 
-def from_scratch(target, seconds, seed, sizes=(4, 2, 6)):
-    space = ProgramSpace(ops=SGD_OPS, matrices=0, init_sizes=sizes, max_sizes=sizes,
+MENUS = (("scalar_const_set",), ("vector_inner_product",),
+         ("scalar_diff", "scalar_product", "scalar_vector_product", "vector_sum"))
+
+
+def from_scratch(target, seconds, seed, sizes=(4, 2, 6), setting="demo", unseen=None):
+    menus = MENUS if setting == "menus" else None
+    space = ProgramSpace(ops=SGD_OPS, matrices=0, init_sizes=sizes, max_sizes=sizes, function_ops=menus,
                          mutations=("alter_argument", "randomize_instruction", "randomize_function"))
     evaluator = ProgramEvaluator(space, **TASKS)
     search = AutoMLZero(space, evaluator, population_size=1000, tournament_size=10, init="random", seed=seed)
-    print(f"\n3. From scratch: P=1000 random programs of sizes {space.init_sizes}, {seconds:.0f} CPU s")
+    print(f"\n3. From scratch ({setting} ops), seed {seed}: P=1000 random programs of sizes {space.init_sizes}, "
+          f"{seconds:.0f} CPU s")
     trials, seconds_used, reached, curve = run_until(search, target, seconds, report_every=max(10.0, seconds / 6),
                                                      clock=time.process_time)
     for n, t, best in curve:
@@ -100,8 +114,11 @@ def from_scratch(target, seconds, seed, sizes=(4, 2, 6)):
           f"best {search.best().metrics['fitness']:.5f}")
     print(f"  at this rate the demo's budget of 10^6 individuals takes {1e6 / rate / 60:.0f} min; "
           f"random search, at the authors' 1 solution in 10^8 programs, {1e8 / rate / 86400:.1f} days")
+    found = prune(space.parse(search.best().arch))
+    if unseen is not None:
+        print(f"  the best program on 100 unseen tasks: fitness {unseen(found)['fitness']:.5f}")
     print("  the best program without its dead code:")
-    print("  " + str(prune(space.parse(search.best().arch))).replace("\n", "\n  "))
+    print("  " + str(found).replace("\n", "\n  "))
 
 
 def main():
@@ -110,7 +127,11 @@ def main():
     parser.add_argument("--partial-seconds", type=float, default=60.0, help="at most this long per partial search")
     parser.add_argument("--scratch-seconds", type=float, default=120.0, help="CPU seconds of the search from scratch")
     parser.add_argument("--scratch-seeds", type=int, default=1, help="seeds of the searches from scratch")
-    parser.add_argument("--scratch-sizes", default="4,2,6", help="Setup,Predict,Learn sizes (the demo: 10,2,8)")
+    parser.add_argument("--scratch-sizes", default=None, help="Setup,Predict,Learn sizes (default 4,2,6; the demo: "
+                        "10,2,8; --scratch-setting menus: 5,1,4)")
+    parser.add_argument("--scratch-setting", choices=("demo", "menus"), default="demo",
+                        help="demo: SGD_OPS in every function; menus: the authors' per-function menus")
+    parser.add_argument("--skip-partial", action="store_true", help="skip the searches from a partial start")
     args = parser.parse_args()
     print(f"AutoML-Zero rediscovery, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
     space = ProgramSpace(ops=SGD_OPS, matrices=0, init_sizes=(0, 0, 0), max_sizes=(3, 2, 6))
@@ -118,9 +139,14 @@ def main():
     unseen = ProgramEvaluator(space, **{**TASKS, "num_tasks": 100}, seed=1, fec=False)
     print("1. References (search tasks: 10 linear tasks, seed 0; unseen: 100 tasks, seed 1)")
     target = references(space, search_tasks, unseen) - 0.005
-    partial_start(space, unseen, target, list(range(args.seeds)), args.partial_seconds)
+    if not args.skip_partial:
+        partial_start(space, unseen, target, list(range(args.seeds)), args.partial_seconds)
+    wide = ProgramSpace(ops=SGD_OPS, matrices=0, init_sizes=(0, 0, 0), max_sizes=(20, 10, 20))  # any found program
+    unseen = ProgramEvaluator(wide, **{**TASKS, "num_tasks": 100}, seed=1, fec=False)
+    sizes = args.scratch_sizes or ("5,1,4" if args.scratch_setting == "menus" else "4,2,6")
     for seed in range(args.scratch_seeds):
-        from_scratch(target, args.scratch_seconds, seed, tuple(int(n) for n in args.scratch_sizes.split(",")))
+        from_scratch(target, args.scratch_seconds, seed, tuple(int(n) for n in sizes.split(",")),
+                     args.scratch_setting, unseen)
 
 
 if __name__ == "__main__":

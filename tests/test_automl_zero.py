@@ -414,3 +414,85 @@ def test_no_eval_or_exec_in_the_sources():
     for path in files:
         text = path.read_text()
         assert not re.search(r"(?<![\w.])(eval|exec|compile|__import__)\s*\(", text), path
+
+
+# ----------------------------------------------------------------------------- the faster interpreter and caches
+
+
+def test_compiled_interpreter_equals_the_reference_bit_for_bit():
+    from nasnb.automl_zero import compiled
+
+    space = ProgramSpace(ops=ALL_OPS, scalars=5, vectors=4, matrices=2, init_sizes=(6, 4, 6))
+    tasks = make_tasks("nonlinear", num_tasks=3, features=4, num_train=8, num_valid=5, seed=1)
+    broken = 0
+    for seed in range(100):  # random programs of every op: overflows, 0/0, log of negatives included
+        program = space.sample(seed)
+        reference, fast = execute(program, tasks, space.sizes, seed=seed), compiled.execute(program, tasks,
+                                                                                            space.sizes, seed=seed)
+        for x, y in zip(reference, fast):
+            assert x.shape == y.shape and np.array_equal(x, y, equal_nan=True), format_program(program)
+            assert np.array_equal(np.signbit(x), np.signbit(y))  # -0.0 stays -0.0
+        broken += not np.isfinite(reference[1]).all()
+        assert compiled.execute(program, tasks, space.sizes, seed=seed, train=False)[0] is None
+    assert 5 < broken < 95  # both kinds of program were compared
+    sgd = SMALL.parse(SGD)  # and on a learner whose numbers matter: the hand SGD against numpy's, as above
+    _, valid = compiled.execute(sgd, tasks, SMALL.sizes)
+    np.testing.assert_array_equal(valid, execute(sgd, tasks, SMALL.sizes)[1])
+
+
+def test_fast_and_reference_evaluators_give_the_same_search():
+    def run(fast):
+        evaluator = ProgramEvaluator(SMALL, num_tasks=2, num_train=10, num_valid=5, fec_train=3, fec_valid=3, fast=fast)
+        search = AutoMLZero(SMALL, evaluator, population_size=8, tournament_size=3, seed=5)
+        search.run(60, progress=False)
+        return record(search.history), evaluator.evaluations
+    fast, reference = run(True), run(False)
+    assert fast == reference and fast[1] > 5
+    with pytest.raises(InvalidTypeError, match="fast"):
+        ProgramEvaluator(SMALL, fast="yes")
+
+
+def test_cached_text_and_oldest_member_are_what_the_uncached_code_gives():
+    from nasnb.automl_zero.program import _format_instruction
+    from nasnb.strategies.evolution import member_to_remove
+
+    negative_zero = Instruction("scalar_const_set", out=2, constants=(-0.0,))
+    assert str(Instruction("scalar_const_set", out=2, constants=(0.0,))) == "s2 = 0.0"
+    assert str(negative_zero) == "s2 = -0.0"  # 0.0 == -0.0: not confused by the cache
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        ins = FULL.random_instruction(rng)
+        assert str(ins) == str(ins) == _format_instruction(ins)
+        program = FULL.sample(rng)
+        assert FULL.parse(FULL.format(program)) == program == parse_program(FULL.format(program))
+    search = small_search(2)
+    search.run(40, progress=False)
+    members = list(search.population)
+    assert search.to_remove(members) == member_to_remove(members, search.fitness, True) == min(members)
+
+
+MENUS = (("scalar_const_set",), ("vector_inner_product",),
+         ("scalar_diff", "scalar_product", "scalar_vector_product", "vector_sum"))
+
+
+def test_function_ops_give_each_function_its_own_menu():
+    space = ProgramSpace(ops=SGD_OPS, matrices=0, init_sizes=(5, 1, 4), max_sizes=(6, 2, 5), function_ops=MENUS)
+    assert space.ops == ("scalar_const_set", "vector_inner_product", "scalar_diff", "scalar_product",
+                         "scalar_vector_product", "vector_sum")
+    rng = np.random.default_rng(3)
+    programs = [space.sample(rng) for _ in range(20)]
+    for _ in range(300):  # every mutation kind, on and on
+        programs.append(space.mutate(programs[int(rng.integers(len(programs)))], rng))
+    used = [set(), set(), set()]
+    for program in programs:
+        for k, body in enumerate(program):
+            used[k] |= {i.op for i in body}
+    assert used == [set(m) for m in MENUS]  # each menu fully used, and nothing outside it
+    assert space.parse(SGD) == SMALL.parse(SGD)  # SGD fits these menus
+    with pytest.raises(InvalidValueError, match="not in this space's ops for predict"):
+        space.parse(SGD.replace("s1 = dot(v0, v1)", "s1 = s0 - s2"))
+    with pytest.raises(InvalidTypeError, match="function_ops must be three op lists"):
+        ProgramSpace(function_ops=MENUS[:2])
+    with pytest.raises(UnknownNameError, match="unknown AutoML-Zero op"):
+        ProgramSpace(function_ops=(("scalar_const_set",), ("dot",), ("vector_sum",)))
+    assert "function_ops" in repr(space) and "function_ops" not in repr(SMALL)  # old checkpoints still resume

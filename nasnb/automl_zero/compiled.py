@@ -60,7 +60,10 @@ def compile_instruction(ins: Instruction, memory: Memory, rng: np.random.Generat
     x, y = x_bank[in1], y_bank[in2]
     name = ins.op
     if name in _BINARY:
-        return functools.partial(_BINARY[name], x, y, o)
+        ufunc = _BINARY[name]
+        if ufunc is np.minimum or ufunc is np.maximum:  # numpy wants their output by keyword
+            return functools.partial(ufunc, x, y, out=o)
+        return functools.partial(ufunc, x, y, o)
     if name in _UNARY:
         return functools.partial(_UNARY[name], x, o)
     if name in _RECIPROCAL:
