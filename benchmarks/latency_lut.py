@@ -2,7 +2,8 @@
 
     python benchmarks/latency_lut.py [--space default|paper] [--samples 100] [--threads 1] [--rounds 3]
                                      [--warmup 10] [--repeats 50] [--device cpu] [--seed 0] [--save lut.json]
-                                     [--timing absolute|relative] [--calibration 20] [--json out.json]
+                                     [--timing absolute|relative] [--clock wall|thread] [--calibration 20]
+                                     [--json out.json]
 
 Measures a LatencyTable of the space (every block key once, then the fixed parts), samples
 `samples` architectures uniformly, builds each network and times it end to end with the same
@@ -28,7 +29,8 @@ takes far longer on a CPU.
 (LatencyTable.measure(timing="relative"), table.measure_network): each pass alternates with a
 pass of the table's reference block, the latency is the median ratio to it (median over rounds)
 times the reference's fastest median: a slowdown of the whole machine cancels. Both sides of the
-comparison and the noise floor use the same timing.
+comparison and the noise floor use the same timing. `--clock thread` (with relative timing and one
+thread) reads this thread's CPU time, so that time the OS gives other processes is not counted.
 
 `--calibration N` (default 20, 0 to skip) samples N more networks from another seed (never the
 test networks), times them, and scales every prediction by c = the median of measured / predicted
@@ -65,6 +67,8 @@ def main() -> None:
     parser.add_argument("--save", default=None, help="write the table to this JSON file")
     parser.add_argument("--json", default=None, help="write the figures and every pair to this JSON file")
     parser.add_argument("--timing", choices=("absolute", "relative"), default="absolute")
+    parser.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                        help="relative timing's clock: wall, or this thread's CPU time (one thread only)")
     parser.add_argument("--calibration", type=int, default=20, help="networks of another seed that set the scale c")
     args = parser.parse_args()
     if args.calibration < 0:
@@ -80,7 +84,7 @@ def main() -> None:
     method = dict(warmup=args.warmup, repeats=args.repeats)
     start = time.perf_counter()
     table = LatencyTable.measure(space, device=args.device, threads=args.threads, input_shape=input_shape,
-                                 rounds=args.rounds, timing=args.timing, **method)
+                                 rounds=args.rounds, timing=args.timing, clock=args.clock, **method)
     table_seconds = time.perf_counter() - start
     if args.save:
         table.save(args.save)
@@ -133,7 +137,7 @@ def main() -> None:
         how = f"median of {args.repeats} timed passes, fastest of {args.rounds} round(s)"
     else:
         reference = table.meta["method"]["reference"]
-        how = (f"relative to the block {tuple(reference['block'])} ({reference['seconds'] * 1e3:.3f} ms, its fastest "
+        how = (f"{args.clock} clock, relative to the block {tuple(reference['block'])} ({reference['seconds'] * 1e3:.3f} ms, its fastest "
                f"median): median of {args.repeats} interleaved pass ratios, median of {args.rounds} round(s)")
     print(f"method: {args.timing} timing, {args.warmup} warm-up passes, {how}, per key and per network (eval mode, "
           f"no grad); {args.samples} archs sampled uniformly, seed {args.seed}")

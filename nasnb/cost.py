@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from nasnb.checks import check_bool, check_int, check_positive_int, short
+from nasnb.checks import check_bool, check_choice, check_int, check_positive_int, short
 from nasnb.errors import InvalidTypeError, InvalidValueError
 from nasnb.train import check_model, pick_device
 
@@ -95,8 +95,11 @@ def measure_latency(model: nn.Module, input_shape, batch_size=1, device="auto", 
             "batch_size": batch_size, "device": str(device)}
 
 
+CLOCKS = ("wall", "thread")
+
+
 def measure_relative_latency(model: nn.Module, input_shape, reference: nn.Module, reference_shape, batch_size=1,
-                             device="auto", warmup=5, repeats=20) -> dict:
+                             device="auto", warmup=5, repeats=20, clock="wall") -> dict:
     """`model`'s latency in units of a fixed `reference` module's, timed interleaved (differential timing).
 
     On a shared or virtual machine the core's speed wanders (2-3x here, in spells of seconds), so
@@ -112,6 +115,11 @@ def measure_relative_latency(model: nn.Module, input_shape, reference: nn.Module
     dimension), "median" and "reference_median" (the two modules' median seconds during the
     measurement, slowdown included), "batch_size", "device"}. To read the ratio in seconds,
     multiply it by the reference's latency measured on a quiet machine (LatencyTable does).
+
+    `clock="thread"` reads this thread's CPU time (`time.thread_time`) instead of the wall clock:
+    time the OS gives to other processes in between is not counted, which matters when more
+    processes than cores run (load average above the core count). CPU with one torch thread only:
+    the work of other threads, or of a GPU, would not be counted.
     """
     check_model(model)
     if not isinstance(reference, nn.Module):
@@ -127,6 +135,12 @@ def measure_relative_latency(model: nn.Module, input_shape, reference: nn.Module
     warmup = check_int("warmup", warmup, minimum=0, example=5)
     repeats = check_positive_int("repeats", repeats, example=20)
     device, sync = _timing_setup(device)
+    check_choice("clock", clock, CLOCKS)
+    if clock == "thread" and (device.type != "cpu" or torch.get_num_threads() != 1):
+        raise InvalidValueError(f"clock='thread' counts this thread's CPU time only; it needs device='cpu' and one "
+                                f"torch thread (torch.set_num_threads(1)), not {device} with {torch.get_num_threads()} "
+                                f"threads; use clock='wall' there")
+    now = time.thread_time if clock == "thread" else time.perf_counter
     modes = [(m, m.training) for m in (model, reference)]
     x = torch.zeros(batch_size, *shape, device=device)  # (B, C, H, W)
     x_ref = torch.zeros(batch_size, *ref_shape, device=device)  # (B, C', H', W')
@@ -137,15 +151,15 @@ def measure_relative_latency(model: nn.Module, input_shape, reference: nn.Module
         with torch.no_grad():
             for i in range(warmup + repeats):
                 sync()
-                start = time.perf_counter()
+                start = now()
                 model(x)
                 sync()
-                middle = time.perf_counter()
+                middle = now()
                 reference(x_ref)
                 sync()
                 if i >= warmup:
                     times.append(middle - start)
-                    ref_times.append(time.perf_counter() - middle)
+                    ref_times.append(now() - middle)
     finally:
         for m, training in modes:
             m.train(training)
@@ -154,4 +168,5 @@ def measure_relative_latency(model: nn.Module, input_shape, reference: nn.Module
         raise InvalidValueError("the reference took no measurable time; choose a reference module that computes "
                                 "something, e.g. one MBConv block")
     return {"ratio": float(np.median(times / ref_times)), "median": float(np.median(times)),
-            "reference_median": float(np.median(ref_times)), "batch_size": batch_size, "device": str(device)}
+            "reference_median": float(np.median(ref_times)), "batch_size": batch_size, "device": str(device),
+            "clock": clock}

@@ -41,7 +41,7 @@ import torch
 import torch.nn as nn
 
 from nasnb.checks import check_choice, check_int, check_positive_int, short
-from nasnb.cost import image_shape, measure_latency, measure_relative_latency
+from nasnb.cost import CLOCKS, image_shape, measure_latency, measure_relative_latency
 from nasnb.errors import DamagedFileError, InvalidTypeError, InvalidValueError
 from nasnb.spaces.mobilenet import MobileNetSpace
 from nasnb.spaces.mobilenet_network import ZERO, MBConv, conv_bn, mbconv_params
@@ -140,11 +140,11 @@ def time_module(module: nn.Module, input_shape: tuple, *, batch: int, device, wa
 
 
 def time_relative(module: nn.Module, input_shape: tuple, reference: nn.Module, reference_shape: tuple, *, batch: int,
-                  device, warmup: int, repeats: int) -> tuple[float, float]:
+                  device, warmup: int, repeats: int, clock: str) -> tuple[float, float]:
     """(ratio of `module`'s latency to `reference`'s, the reference's median seconds meanwhile),
     timed interleaved. The relative measurements of this file go through here (tests fake it)."""
     r = measure_relative_latency(module, input_shape, reference, reference_shape, batch_size=batch, device=device,
-                                 warmup=warmup, repeats=repeats)
+                                 warmup=warmup, repeats=repeats, clock=clock)
     return r["ratio"], r["reference_median"]
 
 
@@ -192,7 +192,7 @@ class LatencyTable:
     @classmethod
     def measure(cls, space: MobileNetSpace, device="cpu", threads: int = 1, batch: int = 1, warmup: int = 10,
                 repeats: int = 50, input_shape=(1, 8, 8), num_classes: int = 10, rounds: int = 1,
-                timing: str = "absolute") -> "LatencyTable":
+                timing: str = "absolute", clock: str = "wall") -> "LatencyTable":
         """Time every block key of `space` and its fixed parts, with `threads` torch threads.
 
         `input_shape` is one image's (C, H, W): (1, 8, 8) for digits, (3, 224, 224) for
@@ -206,7 +206,9 @@ class LatencyTable:
         `timing="relative"` times each key interleaved with the reference block (`reference_key`)
         instead: each key's ratio is the median over rounds, and entries are ratio x the fastest
         reference median of all the calls, in seconds. `meta["method"]` records the timing and,
-        for relative timing, the reference block and its seconds.
+        for relative timing, the reference block, its seconds and the `clock` ("wall", or
+        "thread": this thread's CPU time, for one CPU thread on a machine with more processes
+        than cores; see `nasnb.cost.measure_relative_latency`).
         """
         if not isinstance(space, MobileNetSpace):
             raise InvalidTypeError(f"LatencyTable.measure needs a MobileNetSpace (a chain of blocks), got "
@@ -220,6 +222,10 @@ class LatencyTable:
         num_classes = check_positive_int("num_classes", num_classes, example=10)
         rounds = check_positive_int("rounds", rounds, example=3)
         timing = check_choice("timing", timing, TIMINGS)
+        clock = check_choice("clock", clock, CLOCKS)
+        if clock != "wall" and timing != "relative":
+            raise InvalidValueError(f"clock={clock!r} is an option of relative timing; use timing='relative', "
+                                    f"clock={clock!r}, or clock='wall'")
         how = dict(batch=batch, device=dev, warmup=warmup, repeats=repeats)
         method = dict(timing=timing, warmup=warmup, repeats=repeats, rounds=rounds,
                       statistic=RELATIVE_STATISTIC if timing == "relative" else STATISTIC if rounds == 1 else ROUNDS_STATISTIC)
@@ -238,7 +244,7 @@ class LatencyTable:
                     if timing == "absolute":
                         times[key].append(float(time_module(block, block_shape, **how)))
                         continue
-                    ratio, seconds = time_relative(block, block_shape, reference, reference_shape, **how)
+                    ratio, seconds = time_relative(block, block_shape, reference, reference_shape, clock=clock, **how)
                     times[key].append(float(ratio))
                     reference_seconds = min(reference_seconds, float(seconds))
         finally:
@@ -247,7 +253,7 @@ class LatencyTable:
             seconds = {key: min(t) for key, t in times.items()}
         else:
             seconds = {key: float(np.median(t)) * reference_seconds for key, t in times.items()}
-            method["reference"] = dict(block=list(reference_key(space, shape)), seconds=reference_seconds)
+            method["reference"] = dict(block=list(reference_key(space, shape)), seconds=reference_seconds, clock=clock)
         meta = dict(device=str(dev), device_name=device_name(dev), torch=torch.__version__, threads=threads,
                     batch=batch, input_shape=list(shape), num_classes=num_classes, method=method, space=repr(space))
         fixed = seconds.pop(None)
@@ -272,8 +278,10 @@ class LatencyTable:
         try:
             if self.timing == "absolute":
                 return min(float(time_module(model, shape, **how)) for _ in range(rounds))
-            reference, reference_shape = reference_block(self.meta["method"]["reference"]["block"])
-            ratios = [time_relative(model, shape, reference, reference_shape, **how)[0] for _ in range(rounds)]
+            recorded = self.meta["method"]["reference"]
+            reference, reference_shape = reference_block(recorded["block"])
+            ratios = [time_relative(model, shape, reference, reference_shape, clock=recorded["clock"], **how)[0]
+                      for _ in range(rounds)]
         finally:
             torch.set_num_threads(previous)
         return float(np.median(ratios)) * self.meta["method"]["reference"]["seconds"]

@@ -255,6 +255,8 @@ class SpellClock:
     def perf_counter(self):
         return self.now
 
+    thread_time = perf_counter  # clock="thread" reads the same fake time
+
     def run(self, cost):
         self.now += cost * self.SPEEDS[(self.passes // 5) % len(self.SPEEDS)]
         self.passes += 1
@@ -272,14 +274,21 @@ class Costly(torch.nn.Module):
         return x
 
 
-def test_relative_timing_cancels_a_machine_speed_that_changes_between_passes(monkeypatch):
+@pytest.mark.parametrize("clock_name", ["wall", "thread"])
+def test_relative_timing_cancels_a_machine_speed_that_changes_between_passes(monkeypatch, clock_name):
     import nasnb.cost as cost
     clock = SpellClock()
     monkeypatch.setattr(cost, "time", clock)
     k = 7.0
     model, reference = Costly(clock, k * 0.002), Costly(clock, 0.002)
     model.train(), reference.eval()
-    result = cost.measure_relative_latency(model, (1, 8, 8), reference, (4, 2, 2), device="cpu", warmup=3, repeats=40)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # clock="thread" needs one torch thread
+    try:
+        result = cost.measure_relative_latency(model, (1, 8, 8), reference, (4, 2, 2), device="cpu", warmup=3,
+                                               repeats=40, clock=clock_name)
+    finally:
+        torch.set_num_threads(previous)
     assert model.calls == reference.calls == 3 + 40  # passes alternate: model, reference, model, ...
     # Spells of 5 passes: one pair in 5 straddles a change of speed; the median ignores them.
     assert result["ratio"] == pytest.approx(k, rel=1e-9)
@@ -291,16 +300,25 @@ def test_relative_timing_cancels_a_machine_speed_that_changes_between_passes(mon
     assert min(speeds_seen) * k * 0.002 <= result["median"] <= max(speeds_seen) * k * 0.002
 
 
-def test_relative_timing_refuses_bad_arguments_naming_them():
+def test_relative_timing_refuses_bad_arguments_naming_them(fake_clock):
     import nasnb.cost as cost
     block = MBConv(4, 4, 3, 1, 1)
     for kwargs, name in [(dict(reference="MBConv"), "reference"), (dict(reference_shape=(4, 0, 2)), "reference_shape"),
                          (dict(repeats=0), "repeats"), (dict(warmup=-1), "warmup"), (dict(batch_size=0), "batch_size"),
-                         (dict(input_shape=(4, 0, 2)), "input_shape")]:
+                         (dict(input_shape=(4, 0, 2)), "input_shape"), (dict(clock="cpu"), "clock")]:
         args = dict(model=block, input_shape=(4, 2, 2), reference=block, reference_shape=(4, 2, 2), device="cpu")
         args.update(kwargs)
-        with pytest.raises((InvalidValueError, InvalidTypeError), match=name):
+        with pytest.raises((InvalidValueError, InvalidTypeError, UnknownNameError), match=name):
             cost.measure_relative_latency(**args)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with pytest.raises(InvalidValueError, match="clock='thread'.*one torch thread"):
+            cost.measure_relative_latency(block, (4, 2, 2), block, (4, 2, 2), device="cpu", clock="thread")
+    finally:
+        torch.set_num_threads(previous)
+    with pytest.raises(InvalidValueError, match="clock='thread' is an option of relative timing"):
+        LatencyTable.measure(small_space(), input_shape=(1, 7, 7), clock="thread")
 
 
 # The fake relative clock: a block's ratio is its fake seconds over the reference's, times a
@@ -325,7 +343,8 @@ def _seconds(module, input_shape):
 def fake_relative_clock(monkeypatch):
     calls = []
 
-    def fake(module, input_shape, reference, reference_shape, *, batch, device, warmup, repeats):
+    def fake(module, input_shape, reference, reference_shape, *, batch, device, warmup, repeats, clock):
+        assert clock == "wall"
         calls.append(module)
         r = (sum(c is module for c in calls) - 1) % 3
         ref_seconds = _seconds(reference, reference_shape)
@@ -347,7 +366,7 @@ def test_relative_table_holds_median_ratio_times_fastest_reference_seconds(fake_
     assert table.fixed == pytest.approx(FIXED_SECONDS * 2.0, rel=1e-12)
     method = table.meta["method"]
     assert table.timing == method["timing"] == "relative" and method["rounds"] == 3
-    assert method["reference"] == {"block": list(REFERENCE_BY_HAND), "seconds": reference_seconds}
+    assert method["reference"] == {"block": list(REFERENCE_BY_HAND), "seconds": reference_seconds, "clock": "wall"}
     # a network is timed the same way: median ratio over rounds x the recorded reference seconds
     net = space.build(space.sample(1), in_channels=1)
     fake_relative_clock.clear()
