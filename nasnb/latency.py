@@ -226,6 +226,9 @@ class LatencyTable:
         if clock != "wall" and timing != "relative":
             raise InvalidValueError(f"clock={clock!r} is an option of relative timing; use timing='relative', "
                                     f"clock={clock!r}, or clock='wall'")
+        if clock == "thread" and (threads != 1 or dev.type != "cpu"):
+            raise InvalidValueError(f"clock='thread' counts one thread's CPU time: it needs device='cpu' and "
+                                    f"threads=1, not {dev} with threads={threads}; use clock='wall' there")
         how = dict(batch=batch, device=dev, warmup=warmup, repeats=repeats)
         method = dict(timing=timing, warmup=warmup, repeats=repeats, rounds=rounds,
                       statistic=RELATIVE_STATISTIC if timing == "relative" else STATISTIC if rounds == 1 else ROUNDS_STATISTIC)
@@ -236,8 +239,8 @@ class LatencyTable:
             blocks[None] = FixedParts(space, shape, num_classes, batch), shape  # None: the fixed parts
             times = {key: [] for key in blocks}
             if timing == "relative":
-                key = reference_key(space, shape)
-                reference, reference_shape = reference_block(key)
+                ref_key = reference_key(space, shape)
+                reference, reference_shape = reference_block(ref_key)
                 reference_seconds = math.inf
             for _ in range(rounds):
                 for key, (block, block_shape) in blocks.items():
@@ -253,7 +256,7 @@ class LatencyTable:
             seconds = {key: min(t) for key, t in times.items()}
         else:
             seconds = {key: float(np.median(t)) * reference_seconds for key, t in times.items()}
-            method["reference"] = dict(block=list(reference_key(space, shape)), seconds=reference_seconds, clock=clock)
+            method["reference"] = dict(block=list(ref_key), seconds=reference_seconds, clock=clock)
         meta = dict(device=str(dev), device_name=device_name(dev), torch=torch.__version__, threads=threads,
                     batch=batch, input_shape=list(shape), num_classes=num_classes, method=method, space=repr(space))
         fixed = seconds.pop(None)

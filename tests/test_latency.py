@@ -319,6 +319,8 @@ def test_relative_timing_refuses_bad_arguments_naming_them(fake_clock):
         torch.set_num_threads(previous)
     with pytest.raises(InvalidValueError, match="clock='thread' is an option of relative timing"):
         LatencyTable.measure(small_space(), input_shape=(1, 7, 7), clock="thread")
+    with pytest.raises(InvalidValueError, match="clock='thread'.*threads=1, not cpu with threads=2"):
+        LatencyTable.measure(small_space(), input_shape=(1, 7, 7), timing="relative", clock="thread", threads=2)
 
 
 # The fake relative clock: a block's ratio is its fake seconds over the reference's, times a
