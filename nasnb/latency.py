@@ -267,14 +267,17 @@ class LatencyTable:
         """"absolute" or "relative" (tables saved before relative timing existed are absolute)."""
         return self.meta["method"].get("timing", "absolute")
 
-    def measure_network(self, model: nn.Module, rounds: int | None = None) -> float:
+    def measure_network(self, model: nn.Module, rounds: int | None = None, warmup: int | None = None,
+                        repeats: int | None = None) -> float:
         """Seconds of one forward pass of `model` (a network of the table's space, for its input
-        shape and batch), measured the way the table was: same threads, warm-up and repeats; the
-        fastest of `rounds` (absolute), or the median ratio over `rounds` to the table's reference
-        block times its recorded seconds (relative). `rounds` defaults to the table's."""
-        rounds = self.meta["method"]["rounds"] if rounds is None else check_positive_int("rounds", rounds, example=3)
-        how = dict(batch=self.meta["batch"], device=self.meta["device"], warmup=self.meta["method"]["warmup"],
-                   repeats=self.meta["method"]["repeats"])
+        shape and batch), measured the way the table was: same threads and timing; the fastest of
+        `rounds` (absolute), or the median ratio over `rounds` to the table's reference block
+        times its recorded seconds (relative). `rounds`, `warmup` and `repeats` default to the table's."""
+        method = self.meta["method"]
+        rounds = method["rounds"] if rounds is None else check_positive_int("rounds", rounds, example=3)
+        warmup = method["warmup"] if warmup is None else check_int("warmup", warmup, minimum=0, example=5)
+        repeats = method["repeats"] if repeats is None else check_positive_int("repeats", repeats, example=20)
+        how = dict(batch=self.meta["batch"], device=self.meta["device"], warmup=warmup, repeats=repeats)
         shape = tuple(self.meta["input_shape"])
         previous = torch.get_num_threads()
         torch.set_num_threads(self.meta["threads"])

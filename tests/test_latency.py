@@ -379,11 +379,19 @@ def test_relative_table_holds_median_ratio_times_fastest_reference_seconds(fake_
 
 def test_measure_network_with_absolute_timing_keeps_the_fastest_round(fake_clock, monkeypatch):
     table = LatencyTable.measure(small_space(), input_shape=(1, 7, 7))
-    readings = iter([0.3, 0.1, 0.2])
-    monkeypatch.setattr(latency, "time_module", lambda *args, **kwargs: next(readings))
-    assert table.measure_network(torch.nn.Identity(), rounds=3) == 0.1
+    readings, asked = iter([0.3, 0.1, 0.2]), []
+
+    def fake(module, input_shape, *, batch, device, warmup, repeats):
+        asked.append((warmup, repeats))
+        return next(readings)
+
+    monkeypatch.setattr(latency, "time_module", fake)
+    assert table.measure_network(torch.nn.Identity(), rounds=3, repeats=7) == 0.1
+    assert asked == [(10, 7)] * 3  # the table's warm-up (the default 10), the asked repeats
     with pytest.raises(InvalidValueError, match="rounds"):
         table.measure_network(torch.nn.Identity(), rounds=0)
+    with pytest.raises(InvalidValueError, match="warmup"):
+        table.measure_network(torch.nn.Identity(), warmup=-1)
 
 
 def test_relative_meta_survives_save_and_load_and_timing_is_checked(fake_relative_clock, fake_clock, tmp_path):
