@@ -30,9 +30,10 @@ every network by differential timing (LatencyTable.measure(timing="relative"),
 table.measure_network): each pass alternates with a pass of the table's reference block, the
 latency is the median ratio to it (median over rounds) times the reference's fastest median: a
 slowdown of the whole machine cancels. Both sides of the comparison and the noise floor use the
-same timing. `--clock thread` (relative timing, one thread) reads this thread's CPU time, so that
-time the OS gives other processes is not counted. On this shared VM relative timing is the one
-whose noise floor is near 100 %; absolute timings of the same networks agree for 18-39 %.
+same timing. `--clock thread` (relative timing, one thread; the default with one CPU thread)
+reads this thread's CPU time, so that time the OS gives other processes is not counted. On this
+shared VM relative timing is the one whose noise floor is near 100 %; absolute timings of the
+same networks agree for 18-39 %.
 
 `--calibration N` (default 20, 0 to skip) samples N more networks from another seed (never the
 test networks), times them, and scales every prediction by c = the median of measured / predicted
@@ -70,12 +71,15 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="write the figures and every pair to this JSON file")
     parser.add_argument("--timing", choices=("absolute", "relative"), default="relative",
                         help="relative: each pass interleaved with the reference block's (cancels a slow machine)")
-    parser.add_argument("--clock", choices=("wall", "thread"), default="wall",
-                        help="relative timing's clock: wall, or this thread's CPU time (one thread only)")
+    parser.add_argument("--clock", choices=("wall", "thread"), default=None,
+                        help="relative timing's clock: wall, or this thread's CPU time (default with one CPU thread)")
     parser.add_argument("--calibration", type=int, default=20, help="networks of another seed that set the scale c")
     args = parser.parse_args()
     if args.calibration < 0:
         parser.error(f"--calibration must be >= 0, got {args.calibration}")
+    if args.clock is None:
+        one_cpu_thread = args.timing == "relative" and args.threads == 1 and args.device == "cpu"
+        args.clock = "thread" if one_cpu_thread else "wall"
     load_before = os.getloadavg()
     if args.samples < 1:
         parser.error(f"--samples must be >= 1, got {args.samples}")

@@ -113,7 +113,7 @@ def measure_relative_latency(model: nn.Module, input_shape, reference: nn.Module
     passes. Eval mode, no grad, `warmup` untimed pairs, then `repeats` timed pairs; `reference`
     runs on a (batch_size, *reference_shape) input. Returns {"ratio" (reference units, no
     dimension), "median" and "reference_median" (the two modules' median seconds during the
-    measurement, slowdown included), "batch_size", "device"}. To read the ratio in seconds,
+    measurement, slowdown included), "batch_size", "device", "clock"}. To read the ratio in seconds,
     multiply it by the reference's latency measured on a quiet machine (LatencyTable does).
 
     `clock="thread"` reads this thread's CPU time (`time.thread_time`) instead of the wall clock:
