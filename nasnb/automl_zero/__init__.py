@@ -4,6 +4,7 @@
     program.py      Instruction and Program records; programs as readable code and back
     tasks.py        generated linear and non-linear regression tasks
     interpreter.py  Setup / Predict / Learn run on tasks, fitness, FEC fingerprints
+    compiled.py     the same interpreter, faster (ufuncs writing into memory views): bit-equal results
     evaluator.py    ProgramEvaluator: fitness with functional equivalence checking
 
 The search space is nasnb.spaces.programs.ProgramSpace, the search nasnb.strategies.automl_zero.AutoMLZero.
