@@ -52,6 +52,23 @@ def test_depthwise_gradients_equal_nn_conv2d(kernel, padding, dilation, stride, 
 
 
 @pytest.mark.parametrize("kernel, padding, dilation", CONVS)
+def test_depthwise_gradients_in_channels_last_equal_nn_conv2d_and_stay_channels_last(kernel, padding, dilation):
+    # the strided input gradient is built in the output gradient's layout (an NCHW map there slowed
+    # every op after it); the numbers are those of nn.Conv2d in NCHW
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 3, kernel, 2, padding, dilation, groups=3, bias=False).double()
+    x = torch.randn(2, 3, 7, 7, dtype=torch.float64)
+    probe = torch.randn_like(conv(x))
+    want = torch.autograd.grad(conv(x.requires_grad_()), [x, conv.weight], probe)
+    x_cl = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    y = depthwise_conv2d(x_cl, conv)
+    got = torch.autograd.grad(y, [x_cl, conv.weight], probe.contiguous(memory_format=torch.channels_last))
+    assert not got[0].is_contiguous() and got[0].is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel, padding, dilation", CONVS)
 @pytest.mark.parametrize("stride", [1, 2])
 def test_depthwise_gradients_pass_gradcheck_and_gradgradcheck(kernel, padding, dilation, stride):
     torch.manual_seed(0)
@@ -68,11 +85,13 @@ def test_depthwise_gradients_pass_gradcheck_and_gradgradcheck(kernel, padding, d
 # ----------------------------------------------------------------------------- the whole supernet
 
 
-def paired(fast, C=4, layers=5, partial_channels=1, checkpoint_min_elements=0):
-    # checkpoint_min_elements=0: these tiny networks are checkpointed as the paper's sizes are by default
+def paired(fast, C=4, layers=5, partial_channels=1, checkpoint_min_elements=0, checkpoint_strided=True):
+    # checkpoint_min_elements=0: these tiny networks are checkpointed as the paper's sizes are by default;
+    # checkpoint_strided=True: the stride-2 edges' recomputation is checked too
     torch.manual_seed(0)
     ours = DartsSupernet(C=C, layers=layers, in_channels=1, fast=fast, partial_channels=partial_channels,
-                         checkpoint_min_elements=checkpoint_min_elements).double()
+                         checkpoint_min_elements=checkpoint_min_elements,
+                         checkpoint_strided=checkpoint_strided).double()
     with torch.no_grad():
         for a in ours.arch_parameters():
             a.normal_()
@@ -162,19 +181,21 @@ def test_sub_network_modes_and_skip_dropout_are_unchanged():
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-8, atol=1e-10, msg=name)
 
 
-@pytest.mark.parametrize("offset, checkpointed_edges", [(None, 0), (0, 14 + 8 + 8), (1, 8), (10 ** 9, 0)])
-def test_checkpoint_threshold_changes_no_number_on_either_side(monkeypatch, offset, checkpointed_edges):
+@pytest.mark.parametrize("offset, strided, checkpointed_edges", [
+    (None, True, 0), (0, True, 14 + 8 + 8), (1, True, 8), (10 ** 9, True, 0), (0, False, 14), (1, False, 0)])
+def test_checkpoint_threshold_changes_no_number_on_either_side(monkeypatch, offset, strided, checkpointed_edges):
     # layers=5 reduces at cells 1 and 3. Threshold at the first cell's edge size (4 x 4 x 8 x 8 = 1024
-    # elements): cell 0's 14 edges, reduction cell 1's 8 edges from its two inputs (4 x 8 x 8 x 8 =
-    # 2048 elements each) and reduction cell 3's 8 (4 x 16 x 4 x 4 = 1024); one above it: only cell
-    # 1's 8; None: the default CHECKPOINT_MIN_ELEMENTS, far above these sizes: nothing
+    # elements): cell 0's 14 edges, reduction cell 1's 8 stride-2 edges from its two inputs (4 x 8 x 8
+    # x 8 = 2048 elements each) and reduction cell 3's 8 (4 x 16 x 4 x 4 = 1024); one above it: only
+    # cell 1's 8; None: the default CHECKPOINT_MIN_ELEMENTS, far above these sizes: nothing. Without
+    # checkpoint_strided (the default) the stride-2 edges are never checkpointed: cell 0's 14, or none
     from nasnb.spaces import darts_supernet
 
     calls = []
     real = darts_supernet.checkpointed
     monkeypatch.setattr(darts_supernet, "checkpointed", lambda *a, **k: calls.append(a[1].numel()) or real(*a, **k))
     minimum = darts_supernet.CHECKPOINT_MIN_ELEMENTS if offset is None else 1024 + offset
-    fast, plain = paired(True, checkpoint_min_elements=minimum), paired(False)
+    fast, plain = paired(True, checkpoint_min_elements=minimum, checkpoint_strided=strided), paired(False)
     plain.load_state_dict(fast.state_dict())
     x, _ = batch(8)
     probe = torch.randn(4, 10, dtype=torch.float64)
@@ -187,6 +208,8 @@ def test_checkpoint_threshold_changes_no_number_on_either_side(monkeypatch, offs
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-8, atol=1e-10, msg=name)
     with pytest.raises(NasnbError, match="checkpoint_min_elements"):
         DartsSupernet(C=2, layers=3, checkpoint_min_elements=-1)
+    with pytest.raises(NasnbError, match="checkpoint_strided"):
+        DartsSupernet(C=2, layers=3, checkpoint_strided="yes")
 
 
 def test_fast_is_the_default_and_its_argument_is_checked():

@@ -43,6 +43,9 @@ from nasnb.spaces.supernet import ALPHA_INIT_SCALE, MixedOp, Supernet, check_par
 # costs more than the memory is worth: at the notebooks' sizes (C=8, 8x8, batch 64; edge inputs of
 # 32K-64K elements) checkpointing every edge doubled the weight step's time for 190 MB saved;
 # at the paper's C=16, 32x32, batch 16 the first stage's edges have 262K-524K (benchmarks/README.md).
+# The strided edges of the first reduction cell are left out by default (`checkpoint_strided`): their
+# outputs are a quarter of their inputs, so they hold little memory (150 MB of the batch-16 weight
+# step's 1000) and their recomputation at full resolution costs a tenth of the step.
 CHECKPOINT_MIN_ELEMENTS = 2 ** 17
 
 
@@ -85,18 +88,20 @@ class DartsSearchCell(nn.Module):
                 self.mixed.append(MixedOp(ops, stride, partial_channels, shared_relu="shared_relu" in tricks,
                                           fused_sum="fused_sum" in tricks))
 
-    def forward(self, s0, s1, weights=None, ops=None, edge_weights=None, checkpoint_from: float = float("inf")):
+    def forward(self, s0, s1, weights=None, ops=None, edge_weights=None, checkpoint_from: float = float("inf"),
+                checkpoint_strided: bool = False):
         """(B, C_pp, H, W), (B, C_p, H, W) -> (B, multiplier * C, H', W'); per edge e: weights[e]
         (num_ops,), ops[e] (an op index), edge_weights[e] (PC-DARTS' β weight of the edge).
         `checkpoint_from`: in the relaxation, checkpoint (fast_ops.checkpointed) each mixed op whose
-        input has at least this many elements."""
+        input has at least this many elements (a stride-2 one only with `checkpoint_strided`)."""
         states = [self.preprocess0(s0), self.preprocess1(s1)]  # each (B, C, H, W)
         offset = 0
         for i in range(self.steps):
             total = None
             for j, h in enumerate(states):
                 e = offset + j
-                if ops is None and h.numel() >= checkpoint_from and torch.is_grad_enabled():  # the relaxation's memory
+                if (ops is None and h.numel() >= checkpoint_from and torch.is_grad_enabled()  # the relaxation's memory
+                        and (checkpoint_strided or self.mixed[e].stride == 1)):
                     out = checkpointed(self.mixed[e], h, weights[e])
                 else:
                     out = self.mixed[e](h, None if weights is None else weights[e], None if ops is None else ops[e])
@@ -121,7 +126,9 @@ class DartsSupernet(Supernet):
     plain network) or a collection of names from FAST_TRICKS; outputs and gradients are the same.
     `checkpoint_min_elements`: with the `checkpoint` trick, only mixed ops whose input has at least
     this many elements and is as large as the first cell's are checkpointed (CHECKPOINT_MIN_ELEMENTS
-    above; 0 checkpoints the first stage at any size).
+    above; 0 checkpoints the first stage at any size). `checkpoint_strided`: checkpoint the stride-2
+    edges of a reduction cell too when they qualify (off by default: they save little memory for
+    their time).
     """
 
     cell_names = ("normal", "reduce")
@@ -129,11 +136,13 @@ class DartsSupernet(Supernet):
     def __init__(self, C: int = 16, layers: int = 8, num_classes: int = 10, in_channels: int = 3, steps: int = 4,
                  multiplier: int = 4, stem_multiplier: int = 3, op_names=DARTS_PRIMITIVES,
                  partial_channels: int = 1, edge_normalization: bool | None = None, keep: dict | None = None,
-                 skip_dropout: float = 0.0, fast=True, checkpoint_min_elements: int = CHECKPOINT_MIN_ELEMENTS):
+                 skip_dropout: float = 0.0, fast=True, checkpoint_min_elements: int = CHECKPOINT_MIN_ELEMENTS,
+                 checkpoint_strided: bool = False):
         super().__init__()
         self.fast = check_fast(fast)
         self.checkpoint_min_elements = check_int("checkpoint_min_elements", checkpoint_min_elements, minimum=0,
                                                  example=CHECKPOINT_MIN_ELEMENTS)
+        self.checkpoint_strided = check_bool("checkpoint_strided", checkpoint_strided)
         C = check_positive_int("C", C, example=16)
         layers = check_positive_int("layers", layers, example=8)
         num_classes = check_positive_int("num_classes", num_classes, example=10)
@@ -205,7 +214,8 @@ class DartsSupernet(Supernet):
         for cell in self.cells:
             kind = "reduce" if cell.reduction else "normal"
             s0, s1 = s1, cell(s0, s1, None if weights is None else weights[kind], None if ops is None else ops[kind],
-                              None if edge_weights is None else edge_weights[kind], checkpoint_from)
+                              None if edge_weights is None else edge_weights[kind], checkpoint_from,
+                              self.checkpoint_strided)
         logits = self.classifier(self.global_pooling(s1).flatten(1))  # (B, num_classes)
         return logits
 

@@ -88,7 +88,9 @@ class _DepthwiseConv2d(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             g = grad
             if s > 1:  # a strided conv skipped window positions: put zeros back where it did
-                g = grad.new_zeros(B, C, H + 2 * p - d * (k - 1), W + 2 * p - d * (k - 1))  # stride-1 output
+                g = torch.empty(B, C, H + 2 * p - d * (k - 1), W + 2 * p - d * (k - 1), dtype=grad.dtype,
+                                device=grad.device, memory_format=_format_of(grad)).zero_()  # stride-1 output; NHWC
+                # when grad is: an NCHW map here slowed every op of the backward after it
                 g[:, :, ::s, ::s] = grad
             grad_x = F.conv2d(g, weight.flip(-1, -2), None, 1, d * (k - 1) - p, d, C)  # (B, C, H, W)
         if ctx.needs_input_grad[1] and d == 1:  # undilated: PyTorch's own weight gradient is the fast one
@@ -100,6 +102,12 @@ class _DepthwiseConv2d(torch.autograd.Function):
             g = F.conv2d(x_pad, kernel, None, d, 0, s, B * C)  # (1, B*C, >=k, >=k)
             grad_w = g[0, :, :k, :k].reshape(B, C, k, k).sum(0).unsqueeze(1)  # (C, 1, k, k)
         return grad_x, grad_w, None, None, None
+
+
+def _format_of(t: torch.Tensor) -> torch.memory_format:
+    """channels_last for an NHWC 4-d tensor, contiguous_format otherwise."""
+    nhwc = t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+    return torch.channels_last if nhwc else torch.contiguous_format
 
 
 def depthwise_conv2d(x: torch.Tensor, conv: nn.Conv2d, fast_backward: bool = True) -> torch.Tensor:
@@ -131,8 +139,8 @@ class _WeightedSum(torch.autograd.Function):
     def forward(ctx, weights, *outputs):
         ctx.save_for_backward(weights, *outputs)
         h = outputs[0] * weights[0]
-        for k in range(1, len(outputs)):
-            h.add_(outputs[k] * weights[k])  # autograd does not record inside forward: in place is safe
+        for k in range(1, len(outputs)):  # autograd does not record inside forward: in place is safe
+            h.addcmul_(outputs[k], weights[k])  # h += w_k o_k in one pass, no product map
         return h
 
     @staticmethod
