@@ -265,7 +265,7 @@ class LatencyTable:
     @property
     def timing(self) -> str:
         """"absolute" or "relative" (tables saved before relative timing existed are absolute)."""
-        return self.meta["method"].get("timing", "absolute")
+        return self.meta.get("method", {}).get("timing", "absolute")
 
     def measure_network(self, model: nn.Module, rounds: int | None = None, warmup: int | None = None,
                         repeats: int | None = None) -> float:
