@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from nasnb.bench import Table, arch_at, arch_index, load
-from nasnb.bench.build import LATENCY_METHOD, cell_latency, protocol_hash, read_latency, write_json_atomic
+from nasnb.bench.build import (LATENCY_METHOD, RELATIVE_FOLDER, RELATIVE_LATENCY_METHOD, cell_latency,
+                               cell_relative_latency, protocol_hash, read_latency, write_json_atomic)
 from nasnb.bench.evaluator import TableEvaluator
 from nasnb.errors import DamagedFileError, InvalidValueError, ResumeMismatchError
 from nasnb.spaces.nb201 import NB201Space
@@ -119,6 +120,52 @@ def test_cell_latency_is_milliseconds_of_one_forward_pass():
         mine = (time.perf_counter() - start) / 5 * 1e3
     assert all(isinstance(t, float) and 0 < t < 1000 for t in ms)
     assert mine / 20 < ms[1] < mine * 20  # the same order of magnitude, in ms (a busy machine is noisy)
+
+
+def relative_shard(folder, k, start, stop, passes, method=RELATIVE_LATENCY_METHOD):
+    """passes: (ratios, reference_ms) per pass."""
+    folder.mkdir(exist_ok=True)
+    write_json_atomic(folder / f"latency-{k:04d}.json", {
+        "method_hash": protocol_hash(method), "method": method, "indices": [start, stop],
+        "passes": [{"ratio": list(r), "reference_ms": list(ms), "machine": {"processor": "test"},
+                    "load_start": [4.0, 1, 1], "load_end": [2.0, 1, 1]} for r, ms in passes]})
+
+
+def test_relative_shards_are_ratios_times_the_reference_s_quiet_speed_and_win_over_absolute_ones(tmp_path):
+    half = SIZE // 2
+    shard(tmp_path, 0, 0, SIZE, [[9.0] * SIZE])  # an absolute set: used only while there is no relative one
+    assert read_latency(tmp_path)[0].tolist() == [9.0] * SIZE
+    folder = tmp_path / RELATIVE_FOLDER
+    ratios = np.linspace(0.5, 1.5, half)
+    # the reference's readings: 100 of 23,437 at 2 ms (lucky), the rest 3 ms (a quiet core) and more
+    # (slow spells), so the 5th percentile, 3.0, is the quiet core and not the lucky few
+    slow = np.full(half, 3.0)
+    slow[:100] = 2.0
+    relative_shard(folder, 0, 0, half, [(ratios, slow), (ratios * 1.1, np.full(half, 6.0))])
+    with pytest.raises(DamagedFileError, match=f"{SIZE - half} of {SIZE}"):
+        read_latency(tmp_path)  # a partial relative set is refused, not mixed with the absolute one
+    relative_shard(folder, 1, half, SIZE, [(np.full(SIZE - half, 2.0), np.full(SIZE - half, 4.0))])
+    latency, note = read_latency(tmp_path)
+    readings = np.concatenate([slow, np.full(half, 6.0), np.full(SIZE - half, 4.0)])
+    scale = np.percentile(readings, 5)
+    assert scale == 3.0 and note["reference_ms"] == 3.0
+    # two passes: the median of a cell's two ratios is their mean
+    assert np.allclose(latency[:half], (ratios + ratios * 1.1) / 2 * 3.0, rtol=1e-6)
+    assert np.allclose(latency[half:], 2.0 * 3.0)
+    assert note["method"] == RELATIVE_LATENCY_METHOD and note["passes_per_cell"] == [1, 2]
+    relative_shard(folder, 1, half, SIZE, [(np.full(SIZE - half, 2.0), np.full(SIZE - half, 4.0))],
+                   method={**RELATIVE_LATENCY_METHOD, "repeats": 3})
+    with pytest.raises(ResumeMismatchError, match="another folder"):
+        read_latency(tmp_path)
+
+
+def test_a_cell_timed_against_itself_is_one_reference():
+    reference = arch_index(NB201Space().parse(RELATIVE_LATENCY_METHOD["reference"]))
+    all_convs = arch_index(("nor_conv_3x3",) * 6)
+    ratios, reference_ms = cell_relative_latency({**RELATIVE_LATENCY_METHOD, "repeats": 15}, [reference, 0, all_convs])
+    assert 0.8 < ratios[0] < 1.25  # the reference's own network, timed against itself
+    assert ratios[1] < ratios[0] < ratios[2]  # no op at all (cell 0 is all 'none'), the reference, six 3x3 convs
+    assert all(0.01 < ms < 1000 for ms in reference_ms)
 
 
 @pytest.fixture(scope="module")

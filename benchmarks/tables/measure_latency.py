@@ -1,10 +1,18 @@
 """Time the network of every one of the 15,625 NB201 cells for the shipped table's `latency_ms`.
 
     python benchmarks/tables/measure_latency.py               # every pass of every shard, resumable
+    python benchmarks/tables/measure_latency.py --timing absolute   # the first method (see below)
     python benchmarks/tables/measure_latency.py --shards 2    # a few shard-passes and stop
     python benchmarks/tables/measure_latency.py --assemble    # only rebuild nasnb/bench/data/nb201-digits.npz
 
-The method is nasnb.bench.build.LATENCY_METHOD: each cell's network as the table's protocol builds
+The default method is nasnb.bench.build.RELATIVE_LATENCY_METHOD: each cell's network timed
+against a fixed reference cell, pass by pass (nasnb.cost.measure_relative_latency, thread clock,
+median of 9 per-pair ratios after 2 warm-up pairs), the ratios turned into ms by the reference's
+5th-percentile median over the whole run. Shards go to benchmarks/tables/nb201-digits/latency-relative/
+and, once complete, replace the absolute ones in the assembled table. A slow spell or another
+process on the core cancels in the ratio, so one pass suffices and the run may share the machine.
+
+The first method, `--timing absolute`, is nasnb.bench.build.LATENCY_METHOD: each cell's network as the table's protocol builds
 it (C=8, N=1, one 1x8x8 image, 10 classes), batch 1, one torch thread, eval mode, no grad, the
 median of 15 calls after 3 warm-up calls (nasnb.cost.measure_latency). All 15,625 cells are timed,
 not one per class: members of a class compute the same function, but the built network still runs
@@ -32,8 +40,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from nasnb.bench import DATA, TABLES  # noqa: E402
-from nasnb.bench.build import (LATENCY_METHOD, PROTOCOL, assemble, cell_latency, machine_facts,  # noqa: E402
-                               protocol_hash, write_json_atomic)
+from nasnb.bench.build import (LATENCY_METHOD, PROTOCOL, RELATIVE_FOLDER, RELATIVE_LATENCY_METHOD,  # noqa: E402
+                               assemble, cell_latency, cell_relative_latency, machine_facts, protocol_hash,
+                               write_json_atomic)
 
 FOLDER = ROOT / "benchmarks" / "tables" / "nb201-digits"
 CELLS = 15625
@@ -58,10 +67,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=625, help="cells per shard")
     parser.add_argument("--shards", type=int, default=None, help="measure at most this many shard-passes, then stop")
-    parser.add_argument("--folder", type=pathlib.Path, default=FOLDER)
+    parser.add_argument("--timing", choices=("relative", "absolute"), default="relative",
+                        help="relative (default): each cell against a reference cell, thread clock "
+                             "(RELATIVE_LATENCY_METHOD, shards in nb201-digits/latency-relative/); absolute: "
+                             "the first method (LATENCY_METHOD)")
+    parser.add_argument("--folder", type=pathlib.Path, default=None)
     parser.add_argument("--assemble", action="store_true", help="only rebuild the table with the latency shards")
     args = parser.parse_args()
-    method, folder = LATENCY_METHOD, args.folder
+    relative = args.timing == "relative"
+    method = RELATIVE_LATENCY_METHOD if relative else LATENCY_METHOD
+    folder = args.folder or (FOLDER / RELATIVE_FOLDER if relative else FOLDER)
+    folder.mkdir(parents=True, exist_ok=True)
     ranges = [(k, start, min(start + args.size, CELLS)) for k, start in enumerate(range(0, CELLS, args.size))]
     done = 0
     if not args.assemble:
@@ -82,9 +98,15 @@ def main() -> None:
                     print(f"stopped after {done} shard-passes; run again to continue", flush=True)
                     return
                 load_start, began, t = os.getloadavg(), datetime.datetime.now(datetime.timezone.utc), time.perf_counter()
-                times = cell_latency(method, range(start, stop))
+                if relative:
+                    ratios, reference_ms = cell_relative_latency(method, range(start, stop))
+                    measured = {"ratio": ratios, "reference_ms": reference_ms}
+                    times = [r * sorted(reference_ms)[len(reference_ms) // 2] for r in ratios]  # for the line below
+                else:
+                    times = cell_latency(method, range(start, stop))
+                    measured = {"median_ms": times}
                 shard["passes"].append({
-                    "median_ms": times, "machine": {**machine, "threads": method["threads"]},
+                    **measured, "machine": {**machine, "threads": method["threads"]},
                     "started": began.isoformat(timespec="seconds"), "seconds": round(time.perf_counter() - t, 1),
                     "load_start": [round(x, 2) for x in load_start],
                     "load_end": [round(x, 2) for x in os.getloadavg()]})
@@ -94,7 +116,7 @@ def main() -> None:
                       f"load {load_start[0]:.2f} -> {os.getloadavg()[0]:.2f}, median "
                       f"{sorted(times)[len(times) // 2]:.3f} ms", flush=True)
     path = DATA / TABLES[PROTOCOL["name"]][0]
-    table = assemble(folder, PROTOCOL)
+    table = assemble(FOLDER, PROTOCOL)  # relative shards (FOLDER/latency-relative/) when there are any
     if table.latency_ms is None:
         sys.exit("no latency shards to assemble")
     table.save(path)

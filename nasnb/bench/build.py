@@ -261,9 +261,56 @@ def cell_latency(method: dict, indices) -> list[float]:
     return times
 
 
+# The same networks timed *relative* to a reference network (nasnb.cost.measure_relative_latency):
+# each pass of a cell's network is followed at once by a pass of the reference cell's, and the
+# cell's latency is the median of the per-pair ratios. A slow spell of the core (this VM's speed
+# wanders 2-3x) slows both passes of a pair and cancels; the thread clock leaves out the time the OS
+# gives other processes. The ratios become milliseconds through one number for the whole table: the
+# reference's median at the 5th percentile of all its medians (a quiet core, not one lucky reading).
+RELATIVE_LATENCY_METHOD = {"function": "nasnb.cost.measure_relative_latency", "clock": "thread",
+                           "reference": "|nor_conv_1x1~0|+|skip_connect~0|nor_conv_3x3~1|+|avg_pool_3x3~0|skip_connect~1|nor_conv_1x1~2|",
+                           "batch_size": 1, "warmup": 2, "repeats": 9, "statistic": "median of per-pair ratios",
+                           "mode": "eval, no_grad", "threads": 1, "device": "cpu", "network": PROTOCOL["network"],
+                           "num_classes": 10, "input": [1, 8, 8], "passes": 1,
+                           "combine": "median ratio over passes x the reference's 5th-percentile median (ms)"}
+REFERENCE_PERCENTILE = 5
+RELATIVE_FOLDER = "latency-relative"  # the relative shards' subfolder of a table's build folder
+
+
+def cell_relative_latency(method: dict, indices) -> tuple[list[float], list[float]]:
+    """(ratios to the reference, the reference's median ms in each measurement) of each cell at
+    `indices`, timed as `method` (RELATIVE_LATENCY_METHOD) says."""
+    import torch
+
+    from nasnb.cost import measure_relative_latency
+
+    torch.set_num_threads(method["threads"])
+    space, shape = NB201Space(), tuple(method["input"])
+
+    def build(arch):
+        return space.build(arch, **method["network"], num_classes=method["num_classes"], in_channels=shape[0])
+
+    reference = build(space.parse(method["reference"]))
+    timing = dict(batch_size=method["batch_size"], device=method["device"], warmup=method["warmup"],
+                  repeats=method["repeats"], clock=method["clock"])
+    measure_relative_latency(build(("nor_conv_3x3",) * 6), shape, reference, shape, **timing)  # one-off set-up, untimed
+    ratios, reference_ms = [], []
+    for index in indices:
+        r = measure_relative_latency(build(arch_at(index)), shape, reference, shape, **timing)
+        ratios.append(round(r["ratio"], 6))
+        reference_ms.append(round(r["reference_median"] * 1e3, 5))
+    return ratios, reference_ms
+
+
 def read_latency(folder: Path, method: dict = LATENCY_METHOD) -> tuple[np.ndarray, dict] | None:
-    """(latency_ms of the 15,625 cells, a note for the table's meta) from the folder's latency-*.json
-    shards, each cell's fastest pass; None when there is none. A partial set is refused."""
+    """(latency_ms of the 15,625 cells, a note for the table's meta), None when there is none.
+
+    Relative shards (folder/latency-relative/, RELATIVE_LATENCY_METHOD) are read when there are any;
+    else the absolute ones (folder/latency-*.json, `method`), each cell's fastest pass. A partial
+    set is refused."""
+    relative = sorted((Path(folder) / RELATIVE_FOLDER).glob("latency-*.json"))
+    if relative:
+        return read_relative_latency(relative, RELATIVE_LATENCY_METHOD if method is LATENCY_METHOD else method)
     paths = sorted(Path(folder).glob("latency-*.json"))
     if not paths:
         return None
@@ -290,4 +337,39 @@ def read_latency(folder: Path, method: dict = LATENCY_METHOD) -> tuple[np.ndarra
             "load_1min": [round(min(loads), 2), round(float(np.median(loads)), 2), round(max(loads), 2)],
             "note": "ms of one forward pass of one image on the machine named, a busy shared VM (load_1min: "
                     "min, median, max at the shards' starts and ends); compare cells, not machines"}
+    return latency.astype(np.float32), note
+
+
+def read_relative_latency(paths, method: dict) -> tuple[np.ndarray, dict]:
+    """The relative shards at `paths` as (latency_ms, note): each cell's median ratio over its passes
+    times the reference's REFERENCE_PERCENTILE-th percentile median over every measurement."""
+    size = len(NB201Space())
+    ratios = [[] for _ in range(size)]
+    reference_ms, passes, loads, machines = [], [], [], []
+    for path in paths:
+        shard = json.loads(Path(path).read_text())
+        if shard.get("method_hash") != protocol_hash(method):
+            raise ResumeMismatchError(f"{path} was measured with method {shard.get('method_hash')}, not "
+                                      f"{protocol_hash(method)}; measure into another folder or delete it")
+        start, stop = shard["indices"]
+        for p in shard["passes"]:
+            for i, ratio in zip(range(start, stop), p["ratio"]):
+                ratios[i].append(ratio)
+            reference_ms += p["reference_ms"]
+            loads += [p["load_start"][0], p["load_end"][0]]
+            machines.append(p["machine"])
+        passes.append(len(shard["passes"]))
+    missing = sum(not r for r in ratios)
+    if missing:
+        raise DamagedFileError(f"{Path(paths[0]).parent}: the latency of {missing} of {size} cells is missing; run "
+                               "benchmarks/tables/measure_latency.py again")
+    scale = float(np.percentile(reference_ms, REFERENCE_PERCENTILE))
+    latency = np.array([np.median(r) for r in ratios]) * scale
+    note = {"method": method, "method_hash": protocol_hash(method), "machine": machines[0],
+            "passes_per_cell": [min(passes), max(passes)], "reference_ms": round(scale, 5),
+            "reference_ms_spread": [round(float(np.percentile(reference_ms, q)), 5) for q in (5, 50, 95)],
+            "load_1min": [round(min(loads), 2), round(float(np.median(loads)), 2), round(max(loads), 2)],
+            "note": "ms of one forward pass of one image on the machine named: each cell timed against a "
+                    "reference cell (ratio), the ratios in ms of the reference on a quiet core; compare "
+                    "cells, not machines"}
     return latency.astype(np.float32), note
