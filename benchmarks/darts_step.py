@@ -3,6 +3,7 @@
     python benchmarks/darts_step.py --quick                       # notebooks' sizes, a few minutes
     python benchmarks/darts_step.py --configs paper16 paper64     # the paper's search network
     python benchmarks/darts_step.py --configs paper16 --steps weight --fast depthwise_backward shared_relu
+    python benchmarks/darts_step.py --configs paper16 --steps weight --no-baseline --checkpoint-strided
 
 Steps: `weight` (forward + backward + SGD step on w, gradient norm clipped to 5, as train_search.py),
 `alpha1` (first-order α step: validation loss gradient, Adam) and `alpha2` (second-order α step,
@@ -13,7 +14,9 @@ process's peak resident set (resource.getrusage ru_maxrss) over the steps, above
 set just before them (model, optimiser and batches already built), measured the same way for
 both networks. nasnb and the baseline alternate, `--rounds` times each; the table shows medians
 and the ratio nasnb / baseline. `--fast` picks nasnb's tricks (nasnb/spaces/fast_ops.py) for an
-ablation; the default is nasnb's default (all of them).
+ablation; the default is nasnb's default (all of them). `--checkpoint-strided` checkpoints the
+reduction cell's stride-2 edges too (the rule before 2026-12-02). The header line gives the load
+average: on a shared machine, figures of runs under different loads do not compare.
 """
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def measure(impl: str, config: str, step: str, repeats: int, threads: int, fast) -> dict:
+def measure(impl: str, config: str, step: str, repeats: int, threads: int, fast, checkpoint_strided=False) -> dict:
     """One measurement, in this (fresh) process."""
     import torch
     import torch.nn.functional as F
@@ -68,7 +71,8 @@ def measure(impl: str, config: str, step: str, repeats: int, threads: int, fast)
         from nasnb.strategies.darts import first_order_alpha_gradient, unrolled_alpha_gradient
 
         if space == "darts":
-            net = DartsSupernet(**sizes, in_channels=channels, fast=True if fast is None else set(fast))
+            net = DartsSupernet(**sizes, in_channels=channels, fast=True if fast is None else set(fast),
+                                checkpoint_strided=checkpoint_strided)
         else:
             net = NB201Supernet(**sizes, in_channels=channels)
         weights = net.weight_parameters()
@@ -112,9 +116,9 @@ def measure(impl: str, config: str, step: str, repeats: int, threads: int, fast)
             "peak_grew": peak > peak_before}
 
 
-def in_subprocess(impl, config, step, repeats, threads, fast) -> dict:
+def in_subprocess(impl, config, step, repeats, threads, fast, checkpoint_strided=False) -> dict:
     args = [sys.executable, __file__, "--one", impl, config, step, "--repeats", str(repeats),
-            "--threads", str(threads)]
+            "--threads", str(threads)] + (["--checkpoint-strided"] if checkpoint_strided else [])
     if fast is not None:
         args += ["--fast", *fast] if fast else ["--fast"]
     out = subprocess.run(args, capture_output=True, text=True, check=True)
@@ -132,14 +136,17 @@ def main():
     parser.add_argument("--fast", nargs="*", default=None, help="nasnb's tricks (none given: fast=False)")
     parser.add_argument("--quick", action="store_true", help="notebooks' configurations, 2 rounds")
     parser.add_argument("--no-baseline", action="store_true", help="nasnb only (an ablation of --fast)")
+    parser.add_argument("--checkpoint-strided", action="store_true",
+                        help="nasnb: checkpoint the stride-2 edges too (DartsSupernet(checkpoint_strided=True))")
     parser.add_argument("--one", nargs=3, metavar=("IMPL", "CONFIG", "STEP"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(measure(*args.one, args.repeats, args.threads, args.fast)))
+        print(json.dumps(measure(*args.one, args.repeats, args.threads, args.fast, args.checkpoint_strided)))
         return
     if args.quick:
         args.configs, args.rounds = ["notebook", "nb201"], 2
-    print(f"{args.threads} threads, {args.rounds} rounds x {args.repeats} timed steps, nasnb fast={args.fast}")
+    print(f"{args.threads} threads, {args.rounds} rounds x {args.repeats} timed steps, nasnb fast={args.fast}"
+          f"{', checkpoint_strided' if args.checkpoint_strided else ''}; load average {os.getloadavg()}")
     print(f"{'config':12s} {'step':7s} {'nasnb s':>9s} {'base s':>9s} {'ratio':>6s} "
           f"{'nasnb MB':>9s} {'base MB':>9s} {'ratio':>6s}")
     for config in args.configs:
@@ -149,7 +156,8 @@ def main():
             results = {"nasnb": [], "baseline": []}
             for _ in range(args.rounds):
                 for impl in ("nasnb", "baseline") if with_baseline else ("nasnb",):
-                    results[impl].append(in_subprocess(impl, config, step, args.repeats, args.threads, args.fast))
+                    results[impl].append(in_subprocess(impl, config, step, args.repeats, args.threads, args.fast,
+                                                       args.checkpoint_strided))
             row = {impl: (statistics.median(r["seconds"] for r in rs),
                           statistics.median(r["peak_bytes"] for r in rs) / 2 ** 20)
                    for impl, rs in results.items() if rs}

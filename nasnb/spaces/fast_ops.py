@@ -24,9 +24,10 @@ tricks, each a switch of `FAST_TRICKS` (benchmarks/darts_step.py measures what e
 * ``checkpoint``: activation checkpointing per mixed op (Chen et al., 2016, "Training deep nets
   with sublinear memory cost"): the forward keeps only each edge's input and output, and the
   backward recomputes one edge at a time. DartsSupernet checkpoints only the edges whose input
-  is as large as its first cell's and at least `checkpoint_min_elements` (darts_supernet.py): the
-  full-resolution stage holds half the activations, and at small sizes recomputing costs more
-  time than the memory is worth. The recomputation neither updates BatchNorm's
+  is as large as its first cell's and at least `checkpoint_min_elements`, and only stride-1 edges
+  unless `checkpoint_strided` (darts_supernet.py): the full-resolution stage holds half the
+  activations, a stride-2 edge's output is a quarter of its input, and at small sizes recomputing
+  costs more time than the memory is worth. The recomputation neither updates BatchNorm's
   running statistics a second time nor draws new dropout masks, and it uses the tensors the
   forward used (w', w± of DARTS' second-order step, passed with torch.func.functional_call).
 * ``channels_last``: NHWC memory layout for the input, which oneDNN's CPU convolutions prefer.
