@@ -4,8 +4,9 @@
     python benchmarks/table_latency.py --cells 0       # no re-measuring (no timing, seconds)
 
 1. Spearman's rho between latency_ms and FLOPs over all 15,625 cells, and the latency range.
-2. `--cells` random cells re-measured now with the table's method (nasnb.bench.build.LATENCY_METHOD,
-   its passes, each cell's fastest): the ratio fresh / shipped. Not a unit test: both figures are
+2. `--cells` random cells re-measured now with the table's method (the relative one,
+   nasnb.bench.build.RELATIVE_LATENCY_METHOD, ratios in the table's reference ms; or the absolute
+   LATENCY_METHOD, its passes, each cell's fastest): the ratio fresh / shipped. Not a unit test: both figures are
    timings on a shared machine, and the load when the table was measured is in table.meta["latency"].
 3. The true Pareto fronts of (val_accuracy max, latency_ms min) and (val_accuracy max, flops min),
    enumerated over all cells (each cell: its class's mean validation accuracy, its own cost), and
@@ -26,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
 import nasnb  # noqa: E402
-from nasnb.bench.build import LATENCY_METHOD, cell_latency  # noqa: E402
+from nasnb.bench.build import LATENCY_METHOD, RELATIVE_LATENCY_METHOD, cell_latency, cell_relative_latency  # noqa: E402
 from nasnb.bench.evaluator import TableEvaluator  # noqa: E402
 from nasnb.objectives import hypervolume, non_dominated  # noqa: E402
 from nasnb.spaces.nb201 import NB201Space  # noqa: E402
@@ -61,8 +62,11 @@ def main() -> None:
         rng = np.random.default_rng(args.seed)
         picked = rng.choice(len(latency), size=args.cells, replace=False)
         load = os.getloadavg()
-        fresh = np.min([cell_latency(LATENCY_METHOD, picked.tolist()) for _ in range(LATENCY_METHOD["passes"])],
-                       axis=0)
+        if note["method"] == RELATIVE_LATENCY_METHOD:  # each cell against the reference, in the table's ms
+            fresh = np.array(cell_relative_latency(RELATIVE_LATENCY_METHOD, picked.tolist())[0]) * note["reference_ms"]
+        else:
+            fresh = np.min([cell_latency(LATENCY_METHOD, picked.tolist()) for _ in range(LATENCY_METHOD["passes"])],
+                           axis=0)
         ratio = fresh / latency[picked]
         print(f"{args.cells} cells re-measured now (load {load[0]:.2f} -> {os.getloadavg()[0]:.2f}): fresh / shipped "
               f"median {np.median(ratio):.3f}, range {ratio.min():.3f} .. {ratio.max():.3f}; within ±10 % "

@@ -177,9 +177,11 @@ def test_the_shipped_table_has_the_latency_of_every_cell_and_how_it_was_measured
     latency = shipped.latency()
     assert latency.shape == (SIZE,) and latency.dtype == np.float32 and np.isfinite(latency).all()
     assert 0.01 < latency.min() and latency.max() < 1000  # ms of a tiny network, not seconds or us
-    assert shipped.meta["latency"]["method"] == LATENCY_METHOD
+    assert shipped.meta["latency"]["method"] == RELATIVE_LATENCY_METHOD
     fewest, most = shipped.meta["latency"]["passes_per_cell"]  # a run may stop before its last pass
-    assert 1 <= fewest <= most <= LATENCY_METHOD["passes"]
+    assert 1 <= fewest <= most <= RELATIVE_LATENCY_METHOD["passes"]
+    low, middle, high = shipped.meta["latency"]["reference_ms_spread"]  # the reference's 5/50/95th percentiles
+    assert shipped.meta["latency"]["reference_ms"] == low <= middle <= high
 
 
 def test_shipped_latency_grows_with_the_number_of_convs_on_average(shipped):
