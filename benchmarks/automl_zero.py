@@ -127,6 +127,7 @@ def main():
     parser.add_argument("--partial-seconds", type=float, default=60.0, help="at most this long per partial search")
     parser.add_argument("--scratch-seconds", type=float, default=120.0, help="CPU seconds of the search from scratch")
     parser.add_argument("--scratch-seeds", type=int, default=1, help="seeds of the searches from scratch")
+    parser.add_argument("--scratch-first-seed", type=int, default=0, help="the first of those seeds")
     parser.add_argument("--scratch-sizes", default=None, help="Setup,Predict,Learn sizes (default 4,2,6; the demo: "
                         "10,2,8; --scratch-setting menus: 5,1,4)")
     parser.add_argument("--scratch-setting", choices=("demo", "menus"), default="demo",
@@ -144,7 +145,7 @@ def main():
     wide = ProgramSpace(ops=SGD_OPS, matrices=0, init_sizes=(0, 0, 0), max_sizes=(20, 10, 20))  # any found program
     unseen = ProgramEvaluator(wide, **{**TASKS, "num_tasks": 100}, seed=1, fec=False)
     sizes = args.scratch_sizes or ("5,1,4" if args.scratch_setting == "menus" else "4,2,6")
-    for seed in range(args.scratch_seeds):
+    for seed in range(args.scratch_first_seed, args.scratch_first_seed + args.scratch_seeds):
         from_scratch(target, args.scratch_seconds, seed, tuple(int(n) for n in sizes.split(",")),
                      args.scratch_setting, unseen)
 
