@@ -183,7 +183,8 @@ class LatencyTable:
 
     def __repr__(self) -> str:
         return (f"LatencyTable({len(self.entries)} blocks, {self.meta['device']} ({self.meta['device_name']}), "
-                f"threads={self.meta['threads']}, batch={self.meta['batch']}, input_shape={self.meta['input_shape']})")
+                f"threads={self.meta['threads']}, batch={self.meta['batch']}, input_shape={self.meta['input_shape']}, "
+                f"timing={self.timing!r})")
 
     def __eq__(self, other) -> bool:
         return (isinstance(other, LatencyTable) and self.entries == other.entries and self.fixed == other.fixed

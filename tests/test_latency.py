@@ -423,3 +423,10 @@ def test_a_real_relative_measurement_of_the_default_space_fills_every_key():
     assert all(seconds > 0 for seconds in table.entries.values()) and table.fixed > 0
     assert table.meta["method"]["reference"]["seconds"] > 0
     assert table.measure_network(space.build(space.sample(0)), rounds=1) > 0
+
+
+def test_the_repr_says_how_the_table_was_timed():
+    meta = dict(device="cpu", device_name="test", threads=1, batch=1, input_shape=[1, 8, 8])
+    assert repr(LatencyTable({}, 0.0, [], meta)).endswith("timing='absolute')")  # no method: an old table
+    relative = LatencyTable({}, 0.0, [], {**meta, "method": {"timing": "relative"}})
+    assert repr(relative).endswith("timing='relative')")
