@@ -101,7 +101,8 @@ def main() -> None:
                 if relative:
                     ratios, reference_ms = cell_relative_latency(method, range(start, stop))
                     measured = {"ratio": ratios, "reference_ms": reference_ms}
-                    times = [r * sorted(reference_ms)[len(reference_ms) // 2] for r in ratios]  # for the line below
+                    middle = sorted(reference_ms)[len(reference_ms) // 2]
+                    times = [r * middle for r in ratios]  # in ms, for the progress line below
                 else:
                     times = cell_latency(method, range(start, stop))
                     measured = {"median_ms": times}

@@ -302,15 +302,16 @@ def cell_relative_latency(method: dict, indices) -> tuple[list[float], list[floa
     return ratios, reference_ms
 
 
-def read_latency(folder: Path, method: dict = LATENCY_METHOD) -> tuple[np.ndarray, dict] | None:
+def read_latency(folder: Path, method: dict = LATENCY_METHOD,
+                 relative_method: dict = RELATIVE_LATENCY_METHOD) -> tuple[np.ndarray, dict] | None:
     """(latency_ms of the 15,625 cells, a note for the table's meta), None when there is none.
 
-    Relative shards (folder/latency-relative/, RELATIVE_LATENCY_METHOD) are read when there are any;
+    Relative shards (folder/latency-relative/, `relative_method`) are read when there are any;
     else the absolute ones (folder/latency-*.json, `method`), each cell's fastest pass. A partial
     set is refused."""
     relative = sorted((Path(folder) / RELATIVE_FOLDER).glob("latency-*.json"))
     if relative:
-        return read_relative_latency(relative, RELATIVE_LATENCY_METHOD if method is LATENCY_METHOD else method)
+        return read_relative_latency(relative, relative_method)
     paths = sorted(Path(folder).glob("latency-*.json"))
     if not paths:
         return None
