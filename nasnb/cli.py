@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 from nasnb import registry
-from nasnb.checks import check_int, check_seed
+from nasnb.checks import check_int, check_positive_float, check_seed
 from nasnb.errors import EvaluationError, InvalidValueError, NasnbError, ResumeMismatchError
 
 USAGE_ERROR = 2  # the exit status of a user's mistake, as argparse uses it
@@ -189,8 +188,8 @@ def cmd_search(args) -> int:
     # A search of 0 trials would have no best cell to report or draw: at least one is asked for.
     trials = check_int("--trials", args.trials, minimum=1)
     check_int("--epochs", args.epochs, minimum=1)
-    if args.lr is not None and not (math.isfinite(args.lr) and args.lr > 0):
-        raise InvalidValueError(f"--lr must be a number > 0, got {args.lr}; e.g. --lr 0.025 (sgd) or --lr 0.001 (adam)")
+    if args.lr is not None:
+        check_positive_float("--lr", args.lr, example=0.025)
     if args.train_size is not None:
         check_int("--train-size", args.train_size, minimum=1)
     seed = check_seed("--seed", args.seed)

@@ -387,5 +387,5 @@ def test_a_learning_rate_that_is_not_positive_is_one_line(lr, tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)
     assert cli.main(["search", "--lr", lr, "--device", "cpu"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("nasnb: error: --lr must be a number > 0, got ") and err.count("\n") == 1, err
+    assert err.startswith("nasnb: error: --lr must be a finite number > 0.0, got ") and err.count("\n") == 1, err
     assert not list(tmp_path.iterdir())
