@@ -14,7 +14,7 @@ from nasnb.automl_zero.liveness import RANDOM_OPS, prune, useful
 from nasnb.automl_zero.ops import ALL_OPS, OPS, SGD_OPS
 from nasnb.automl_zero.program import Instruction, Program, format_program, parse_program
 from nasnb.automl_zero.tasks import Tasks, make_tasks
-from nasnb.errors import InvalidTypeError, InvalidValueError, UnknownNameError
+from nasnb.errors import InvalidTypeError, InvalidValueError, ResumeMismatchError, UnknownNameError
 from nasnb.spaces.programs import MUTATIONS, ProgramSpace
 from nasnb.spaces.toy import ToySpace
 from nasnb.strategies.automl_zero import AutoMLZero, fec_hits
@@ -496,3 +496,88 @@ def test_function_ops_give_each_function_its_own_menu():
     with pytest.raises(UnknownNameError, match="unknown AutoML-Zero op"):
         ProgramSpace(function_ops=(("scalar_const_set",), ("dot",), ("vector_sum",)))
     assert "function_ops" in repr(space) and "function_ops" not in repr(SMALL)  # old checkpoints still resume
+
+
+# ----------------------------------------------------------------------------- restarts
+
+
+def experiments(history):
+    """(first trial, last trial) of each experiment, read from the trials' info alone."""
+    spans, numbers = [], [t.info["experiment"] for t in history]
+    for n, k in enumerate(numbers):
+        if not spans or k != numbers[spans[-1][0]]:
+            spans.append([n, n])
+        spans[-1][1] = n
+    return [tuple(s) for s in spans]
+
+
+def test_restarts_begin_where_the_stall_rule_says():
+    patience = 40
+    search = small_search(5, population_size=8, restart_after=patience, restart_delta=0.0)
+    search.run(400, progress=False)
+    spans = experiments(search.history)
+    assert len(spans) >= 3 and [k for k, _ in enumerate(spans)] == [search.history[a].info["experiment"]
+                                                                       for a, _ in spans]
+    fitness = np.array([t.metrics["fitness"] for t in search.history])
+    for a, b in spans[:-1]:  # every finished experiment: its best last rose exactly `patience` trials before its end
+        best = np.maximum.accumulate(fitness[a:b + 1])
+        rises = np.flatnonzero(np.diff(best) > 0) + 1  # where the experiment's best went up (0: its first trial)
+        last_rise = a + (rises[-1] if len(rises) else 0)
+        assert b - last_rise == patience
+        gaps = np.diff(np.concatenate([[0], rises, [b - a]]))
+        assert gaps[:-1].max(initial=0) < patience  # and never stalled that long before
+    for a, _ in spans:  # each experiment starts afresh: P random programs first
+        assert [t.info["kind"] for t in search.history[a:a + 8]] == ["random"] * 8
+    last_start = spans[-1][0]
+    assert search.experiment == len(spans) - 1 and search.experiment_start == last_start
+    assert search.population and min(search.population) >= last_start
+
+
+def test_without_restarts_nothing_changes():
+    a, b = small_search(3), small_search(3, restart_after=10_000)
+    a.run(60, progress=False)
+    b.run(60, progress=False)
+    assert [(t.arch, t.metrics) for t in a.history] == [(t.arch, t.metrics) for t in b.history]
+    assert "experiment" not in a.history[0].info and b.history[0].info["experiment"] == 0
+    assert "restart_after" not in a.settings() and b.settings()["restart_after"] == 10_000
+
+
+def test_population_view_replays_the_restarts():
+    from nasnb.viz.search import population_data
+    search = small_search(5, population_size=8, restart_after=40, restart_delta=0.0)
+    search.run(300, progress=False)
+    assert search.experiment >= 2
+    data = population_data(search.history)
+    assert data["population"] == search.population
+    start = search.experiment_start
+    assert all(data["removed_at"][n] is not None for n in range(start))  # nobody of an older experiment lives
+    ended = [a for a, _ in experiments(search.history)][1:]
+    assert all(data["removed_at"][a - 1] == a for a in ended if search.history[a - 1].ok)
+
+
+def test_resume_with_restarts_equals_uninterrupted_run(tmp_path):
+    whole = small_search(5, population_size=8, restart_after=40, restart_delta=0.0)
+    whole.run(260, progress=False)
+    assert whole.experiment >= 2
+    part = small_search(5, population_size=8, restart_after=40, restart_delta=0.0)
+    part.run(97, checkpoint=tmp_path / "az", progress=False)
+    resumed = small_search(5, population_size=8, restart_after=40, restart_delta=0.0)
+    resumed.run(260, checkpoint=tmp_path / "az", progress=False)
+    assert record(resumed.history) == record(whole.history)
+    assert (resumed.experiment, resumed.population) == (whole.experiment, whole.population)
+    with pytest.raises(ResumeMismatchError, match="restart_after"):
+        small_search(5, population_size=8, restart_after=41, restart_delta=0.0).run(300, checkpoint=tmp_path / "az",
+                                                                                   progress=False)
+    state = whole.state_dict()
+    again = small_search(5, population_size=8, restart_after=40, restart_delta=0.0)
+    again.load_state_dict(state)
+    again.run(320, progress=False)
+    whole.run(320, progress=False)
+    assert record(again.history) == record(whole.history)
+
+
+def test_restart_arguments_are_checked():
+    with pytest.raises(InvalidValueError, match="restart_after"):
+        small_search(restart_after=0)
+    with pytest.raises(InvalidValueError, match="restart_delta"):
+        small_search(restart_after=10, restart_delta=-0.1)

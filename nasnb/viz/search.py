@@ -82,6 +82,10 @@ def population_data(history: History, upto: int | None = None, population_size: 
     ``history.meta``; a history without them (random search) has no population: every trial is a
     point, none is alive or removed.
 
+    A history of restarts (AutoMLZero's ``restart_after``: trials with ``info["experiment"]``) is
+    replayed as the strategy runs it: the first complete trial of a new experiment removes every
+    living member, and a late trial of an older experiment never joins.
+
     Returns, besides `progress_data`'s lists (state, value, best_so_far, error), per record:
         fitness (the metric of a complete trial, None for the others: the only ones that join),
         kind ("random" / "mutation" / "crossover" / None), parent (number or None), alive (still in
@@ -106,10 +110,18 @@ def population_data(history: History, upto: int | None = None, population_size: 
     population: list[int] = []
     removed_at: list[int | None] = [None] * len(records)
     removed_by_last = None
+    experiment = 0  # restarts (AutoMLZero(restart_after=...)): a trial of a new experiment kills all
     if population_size is not None:
         for t, value in enumerate(fitness):
             if value is None:
                 continue
+            if records[t].info.get("experiment", experiment) != experiment:
+                if records[t].info["experiment"] < experiment:
+                    continue  # asked before a restart, told after: it joined no population
+                experiment = records[t].info["experiment"]
+                for dead in population:
+                    removed_at[dead] = t
+                population = []
             population.append(t)
             if len(population) > population_size:
                 dead = member_to_remove(population, lambda k: fitness[k], aging)
