@@ -29,6 +29,10 @@ regularized evolution with tournaments of 10 and mutate_prob 0.9, FEC on 10 + 10
    still find the error, the step, the gradient and the update, with their addresses, and tune the
    rate; the menus only take away the ops each function does not need.
    When the target is reached, the found program is also scored on 100 unseen tasks.
+   `--restart-after N` gives AutoMLZero(restart_after=N): an experiment whose best has not risen
+   by more than 0.001 in N trials is given up for a fresh random population (the authors' demo
+   repeats whole experiments until one succeeds); each experiment's trials and best are listed,
+   and a last line sums the seeds up (how many reached the target, and the CPU seconds they took).
 """
 import argparse
 import os
@@ -95,14 +99,16 @@ MENUS = (("scalar_const_set",), ("vector_inner_product",),
          ("scalar_diff", "scalar_product", "scalar_vector_product", "vector_sum"))
 
 
-def from_scratch(target, seconds, seed, sizes=(4, 2, 6), setting="demo", unseen=None):
+def from_scratch(target, seconds, seed, sizes=(4, 2, 6), setting="demo", unseen=None, restart_after=None):
     menus = MENUS if setting == "menus" else None
     space = ProgramSpace(ops=SGD_OPS, matrices=0, init_sizes=sizes, max_sizes=sizes, function_ops=menus,
                          mutations=("alter_argument", "randomize_instruction", "randomize_function"))
     evaluator = ProgramEvaluator(space, **TASKS)
-    search = AutoMLZero(space, evaluator, population_size=1000, tournament_size=10, init="random", seed=seed)
+    search = AutoMLZero(space, evaluator, population_size=1000, tournament_size=10, init="random", seed=seed,
+                        restart_after=restart_after)
+    restarts = "" if restart_after is None else f", restart after {restart_after} trials without progress"
     print(f"\n3. From scratch ({setting} ops), seed {seed}: P=1000 random programs of sizes {space.init_sizes}, "
-          f"{seconds:.0f} CPU s")
+          f"{seconds:.0f} CPU s{restarts}")
     trials, seconds_used, reached, curve = run_until(search, target, seconds, report_every=max(10.0, seconds / 6),
                                                      clock=time.process_time)
     for n, t, best in curve:
@@ -114,11 +120,27 @@ def from_scratch(target, seconds, seed, sizes=(4, 2, 6), setting="demo", unseen=
           f"best {search.best().metrics['fitness']:.5f}")
     print(f"  at this rate the demo's budget of 10^6 individuals takes {1e6 / rate / 60:.0f} min; "
           f"random search, at the authors' 1 solution in 10^8 programs, {1e8 / rate / 86400:.1f} days")
+    if restart_after is not None:
+        for k, (first, last) in enumerate(experiment_spans(search.history)):
+            best = max(t.metrics["fitness"] for t in search.history[first:last + 1] if t.ok)
+            print(f"  experiment {k}: trials {first}-{last} ({last - first + 1}), best {best:.5f}")
     found = prune(space.parse(search.best().arch))
     if unseen is not None:
         print(f"  the best program on 100 unseen tasks: fitness {unseen(found)['fitness']:.5f}")
     print("  the best program without its dead code:")
     print("  " + str(found).replace("\n", "\n  "))
+    return reached, seconds_used, trials
+
+
+def experiment_spans(history):
+    """(first, last) trial number of each experiment of a search with restarts."""
+    spans = []
+    for trial in history:
+        k = trial.info.get("experiment", 0)
+        if len(spans) <= k:
+            spans.append([trial.number, trial.number])
+        spans[k][1] = trial.number
+    return spans
 
 
 def main():
@@ -133,6 +155,8 @@ def main():
     parser.add_argument("--scratch-setting", choices=("demo", "menus"), default="demo",
                         help="demo: SGD_OPS in every function; menus: the authors' per-function menus")
     parser.add_argument("--skip-partial", action="store_true", help="skip the searches from a partial start")
+    parser.add_argument("--restart-after", type=int, default=None,
+                        help="AutoMLZero(restart_after=N) for the searches from scratch (default: no restarts)")
     args = parser.parse_args()
     print(f"AutoML-Zero rediscovery, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
     space = ProgramSpace(ops=SGD_OPS, matrices=0, init_sizes=(0, 0, 0), max_sizes=(3, 2, 6))
@@ -145,9 +169,13 @@ def main():
     wide = ProgramSpace(ops=SGD_OPS, matrices=0, init_sizes=(0, 0, 0), max_sizes=(20, 10, 20))  # any found program
     unseen = ProgramEvaluator(wide, **{**TASKS, "num_tasks": 100}, seed=1, fec=False)
     sizes = args.scratch_sizes or ("5,1,4" if args.scratch_setting == "menus" else "4,2,6")
+    runs = {}
     for seed in range(args.scratch_first_seed, args.scratch_first_seed + args.scratch_seeds):
-        from_scratch(target, args.scratch_seconds, seed, tuple(int(n) for n in sizes.split(",")),
-                     args.scratch_setting, unseen)
+        runs[seed] = from_scratch(target, args.scratch_seconds, seed, tuple(int(n) for n in sizes.split(",")),
+                                  args.scratch_setting, unseen, args.restart_after)
+    reached = {seed: run for seed, run in runs.items() if run[0]}
+    print(f"\nfrom scratch: {len(reached)} of {len(runs)} seeds reached the target within {args.scratch_seconds:.0f} "
+          f"CPU s; CPU s each: " + ", ".join(f"seed {seed} {run[1]:.0f}" for seed, run in reached.items()))
 
 
 if __name__ == "__main__":
