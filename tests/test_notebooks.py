@@ -62,7 +62,7 @@ MODEL_ANSWERS = {
                                 3: "(3 - 1) / (4 - 1) + (4 - 1.5) / (4 - 1)", 4: "(0.95 * 2 ** -0.07, 0.95 / 2)",
                                 5: "(1 * 1.0 + 1 * 2.0 + 2 * 0.0) / 4", 6: "(4 * 6, 6 ** 2 * 7 ** 4)"},
     "11_automl_zero.ipynb": {1: "1 - 2 / math.pi * math.atan(0.5)", 2: '"insert"', 3: "150 / (20 + 0.1 * 150)",
-                             4: '"v1 = v1 + v2"', 5: "{1, 5}"},
+                             4: '"v1 = v1 + v2"', 5: "{1, 5}", 6: "(1 - 0.25) / 0.25 * 400_000 + 300_000"},
     # 06: the table's arrays and lookups by hand, where the checks use nasnb.bench.race or a loop over the space
     "06_strategy_race.ipynb": {
         1: '(lambda m: (m, 1 - (1 - m / 15625) ** TRIALS))(int(np.sum(table.class_of == table.row(table.optimum("test_accuracy")[0]))))',
@@ -82,7 +82,7 @@ WRONG_ANSWERS = {
     "08_cheap_evaluation.ipynb": {1: "(9, [1, 3, 9, 27])", 2: "(9 * 1 + 3 * 3 + 1 * 9) / 10", 3: "{2, 3}"},
     "10_transformer_space.ipynb": {1: "16 * 2", 2: "16 + 16 ** 2", 3: "4 * 32 ** 2 + 2 * 32 * 64", 4: "1 / 9"},
     "06_strategy_race.ipynb": {3: "math.ceil(1.96 * final_std / 0.001)"},
-    "11_automl_zero.ipynb": {1: "1 - 0.5", 3: "1 / 0.1", 4: '"v1 = v1 - v2"', 5: "{5}"},
+    "11_automl_zero.ipynb": {1: "1 - 0.5", 3: "1 / 0.1", 4: '"v1 = v1 - v2"', 5: "{5}", 6: "300_000 / 0.25"},
 }
 ANSWER_LINE = re.compile(r"^answer_(\d+) = \.\.\.$", re.MULTILINE)
 
