@@ -41,7 +41,7 @@ import time
 from nasnb.automl_zero.liveness import prune
 
 from nasnb.automl_zero import SGD_OPS, ProgramEvaluator
-from nasnb.spaces.programs import ProgramSpace
+from nasnb.spaces.programs import LINEAR_REGRESSION_MENUS, ProgramSpace
 from nasnb.strategies.automl_zero import AutoMLZero, fec_hits
 
 SGD = """def Setup(): s2 = {lr}
@@ -95,12 +95,8 @@ def partial_start(space, unseen, target, seeds, seconds):
             print("  " + best.arch.replace("\n", "\n  "))
 
 
-MENUS = (("scalar_const_set",), ("vector_inner_product",),
-         ("scalar_diff", "scalar_product", "scalar_vector_product", "vector_sum"))
-
-
 def from_scratch(target, seconds, seed, sizes=(4, 2, 6), setting="demo", unseen=None, restart_after=None):
-    menus = MENUS if setting == "menus" else None
+    menus = LINEAR_REGRESSION_MENUS if setting == "menus" else None  # linear_regression_space() at sizes 5, 1, 4
     space = ProgramSpace(ops=SGD_OPS, matrices=0, init_sizes=sizes, max_sizes=sizes, function_ops=menus,
                          mutations=("alter_argument", "randomize_instruction", "randomize_function"))
     evaluator = ProgramEvaluator(space, **TASKS)

@@ -6,6 +6,8 @@
     nasnb search --strategy evolution        search NB201 cells trained on digits; write history + figures
     nasnb search --space toy --trials 50     a ToySpace search: scored by its formula, nothing trained
     nasnb search --dask tcp://host:8786      trials evaluated by a Dask cluster's workers (--workers N: a local one)
+    nasnb search --space programs-linear --strategy automl_zero --trials 2000000 --restart-after 150000
+                                             AutoML-Zero from random programs until SGD (minutes)
     nasnb draw '|nor_conv_3x3~0|+|...|' -o cell.svg
 
 A mistake in what was asked (an unknown name, a value out of range, a malformed arch, a checkpoint
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
 import os
 import subprocess
 import sys
@@ -136,8 +139,17 @@ def make_search(space, args, seed: int):
     from nasnb.strategies import Strategy
 
     strategy = registry.get("strategy", args.strategy)
+    takes_restarts = "restart_after" in inspect.signature(strategy.__init__).parameters
+    if args.restart_after is not None and not takes_restarts:
+        raise InvalidValueError(f"--restart-after restarts AutoML-Zero's experiments; --strategy {args.strategy} "
+                                "has none: use it with --strategy automl_zero")
     if issubclass(strategy, Strategy):
-        return strategy(space, make_evaluator(space, args), seed=seed)
+        evaluator = make_evaluator(space, args)
+        reported = tuple(getattr(evaluator, "metrics", None) or ())
+        options = {"metric": reported[0]} if reported and "val_accuracy" not in reported else {}  # programs: fitness
+        if args.restart_after is not None:
+            options["restart_after"] = check_int("--restart-after", args.restart_after, minimum=1, example=150_000)
+        return strategy(space, evaluator, seed=seed, **options)
     names = getattr(strategy, "space_names", None)  # a one-shot search of its own space (ProxylessNAS)
     if names is not None and args.space not in names:
         raise InvalidValueError(f"--strategy {args.strategy} searches only --space {' or '.join(names)}, "
@@ -151,7 +163,14 @@ def make_search(space, args, seed: int):
 def make_evaluator(space, args):
     """What scores an architecture of `space`: training it on --dataset when the space builds
     networks; the space's own formula when it has one instead (ToySpace: its known optimum, so a
-    search runs in a second and the training options do not apply)."""
+    search runs in a second and the training options do not apply); for AutoML-Zero's programs,
+    their fitness on generated linear regression tasks (ProgramEvaluator: no data, no training)."""
+    from nasnb.spaces.programs import ProgramSpace
+
+    if isinstance(space, ProgramSpace):
+        from nasnb.automl_zero import ProgramEvaluator
+
+        return ProgramEvaluator(space, task="linear", seed=args.seed)
     if hasattr(space, "build"):
         from nasnb.evaluators import TrainEvaluator
 
@@ -233,7 +252,7 @@ def cmd_search(args) -> int:
     fmt = "svg" if viz.has_dot() else "png"
     (out / f"best_cell.{fmt}").write_bytes(viz.cell_image(space, space.parse(arch), format=fmt))
     plot_search(search, out / "search.png")
-    print(f"{summary} {arch}")
+    print(f"{summary}{chr(10) if chr(10) in arch else ' '}{arch}")  # a program on its own lines
     print(f"wrote {out / 'history.json'}, {out / f'best_cell.{fmt}'}, {out / 'search.png'} "
           f"(and {checkpoint}: run the same command again to continue)")
     return 0
@@ -345,6 +364,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="learning rate (default: the space's, else 0.025 for sgd and 0.001 for adam)")
     search.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     search.add_argument("--seed", type=int, default=0)
+    search.add_argument("--restart-after", type=int, default=None, metavar="N",
+                        help="--strategy automl_zero: a new random population after N trials without progress")
     search.add_argument("--out", default="nasnb-runs/search", help="output folder")
     cluster = search.add_mutually_exclusive_group()
     cluster.add_argument("--dask", default=None, metavar="ADDRESS",

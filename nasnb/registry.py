@@ -5,7 +5,7 @@ use, so that reading a registry loads neither torch models nor matplotlib. The C
 and the dashboard all look names up here; there is no other table of names.
 
     registry.get("space", "nb201")()            # NB201Space()
-    registry.names("strategy")                   # ['darts', 'enas', 'evolution', 'optuna', 'random', 'reinforce']
+    registry.names("strategy")                   # ['automl_zero', 'darts', 'enas', 'evolution', ...]
     registry.register("strategy", "mine", "mypackage.search:MySearch")
 """
 from __future__ import annotations
@@ -23,6 +23,8 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "mobilenet": "nasnb.spaces.mobilenet:MobileNetSpace",  # ProxylessNAS / MobileNetV2 chains
         "layers": "nasnb.spaces.layers:LayerSpace",  # MetaQNN's conv / pool / FC chains
         "transformer": "nasnb.spaces.transformer:TransformerSpace",  # attention / FFN / norm / activation per layer
+        "programs": "nasnb.spaces.programs:ProgramSpace",  # AutoML-Zero's programs, every op (Real et al., 2020)
+        "programs-linear": "nasnb.spaces.programs:linear_regression_space",  # the authors' linear example
     },
     "strategy": {
         "random": "nasnb.strategies.random:RandomSearch",
@@ -37,6 +39,7 @@ REGISTRIES: dict[str, dict[str, str]] = {
         "halving": "nasnb.strategies.halving:SuccessiveHalving",
         "metaqnn": "nasnb.strategies.qlearning:MetaQNN",  # tabular Q-learning over layers (Baker et al., 2017)
         "predictor": "nasnb.strategies.predictor:PredictorGuided",  # BANANAS-style: a surrogate picks what to train
+        "automl_zero": "nasnb.strategies.automl_zero:AutoMLZero",  # programs: ProgramSpace, ProgramEvaluator's fitness
     },
     # A view draws a search's history: view(history, upto=t, ax=None) -> matplotlib Figure.
     "view": {

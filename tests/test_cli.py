@@ -1,5 +1,6 @@
 """The `nasnb` command: lab copies the notebooks and starts JupyterLab with the arguments given;
 search and draw write their files; every user error is one line on stderr and exit status 2."""
+import json
 import os
 import subprocess
 import sys
@@ -176,6 +177,9 @@ USER_ERRORS = [  # argv, a part of the one line printed
     (["draw", "DARTS_V2", "-o", "no/such/folder/cell.svg"], "No such file or directory: no/such/folder/cell.svg"),
     (["draw"], "the following arguments are required: arch"),
     (["train"], "argument command: invalid choice: 'train'"),
+    (["search", "--space", "toy", "--restart-after", "5"], "--restart-after restarts AutoML-Zero's experiments"),
+    (["search", "--space", "programs-linear", "--strategy", "automl_zero", "--restart-after", "0"],
+     "--restart-after must be an int >= 1, got 0"),
 ]
 
 
@@ -389,3 +393,42 @@ def test_a_learning_rate_that_is_not_positive_is_one_line(lr, tmp_path, monkeypa
     err = capsys.readouterr().err
     assert err.startswith("nasnb: error: --lr must be a finite number > 0.0, got ") and err.count("\n") == 1, err
     assert not list(tmp_path.iterdir())
+
+
+def test_search_with_automl_zero_on_programs_restarts_and_resumes(tmp_path, capsys):
+    """AutoML-Zero from the shell: programs scored by ProgramEvaluator's fitness (no data, no training),
+    restarts recorded per trial, the best program printed as code, a second run resumes."""
+    from nasnb.history import History
+    from nasnb.spaces.programs import linear_regression_space
+
+    out = tmp_path / "az"
+    argv = ["search", "--space", "programs-linear", "--strategy", "automl_zero", "--trials", "1500",
+            "--restart-after", "300", "--out", str(out)]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    history = History.load(out / "history.json")
+    assert len(history) == 1500 and history.meta["strategy"] == "AutoMLZero" and history.metric == "fitness"
+    space = linear_regression_space()
+    assert all(space.parse(t.arch) for t in history)  # every trial a program of the authors' linear example
+    experiments = [t.info["experiment"] for t in history]
+    assert experiments[0] == 0 and max(experiments) >= 1 and experiments == sorted(experiments)
+    for k in range(max(experiments) + 1):  # each experiment begins with P = 100 random programs
+        first = experiments.index(k)
+        assert {t.info["kind"] for t in history[first:first + 100]} == {"random"}
+    best = max(history, key=lambda t: t.metrics["fitness"])
+    assert f"fitness={best.metrics['fitness']:.3f}\n{best.arch}" in printed  # the program on its own lines
+    assert (out / "search.png").stat().st_size > 0 and list(out.glob("best_cell.*"))
+    assert cli.main(argv) == 0  # the same command again: resumed, nothing more to do
+    again = json.loads(History.load(out / "history.json").to_json())
+    diff = [(a, b) for a, b in zip(json.loads(history.to_json())["records"], again["records"]) if a != b]
+    assert not diff, diff[:1]
+
+
+def test_random_search_on_programs_maximises_their_fitness(tmp_path):
+    from nasnb.history import History
+
+    out = tmp_path / "rs"
+    assert cli.main(["search", "--space", "programs-linear", "--strategy", "random", "--trials", "40",
+                     "--out", str(out)]) == 0
+    history = History.load(out / "history.json")
+    assert history.metric == "fitness" and all(0.0 <= t.metrics["fitness"] <= 1.0 for t in history)

@@ -25,7 +25,7 @@ import numpy as np
 from nasnb.automl_zero import mutations
 from nasnb.automl_zero.interpreter import MemorySizes
 from nasnb.automl_zero.mutations import MUTATIONS, round_constant
-from nasnb.automl_zero.ops import ALL_OPS, OPS, op_spec
+from nasnb.automl_zero.ops import ALL_OPS, OPS, SGD_OPS, op_spec
 from nasnb.automl_zero.program import (FUNCTIONS, Instruction, Program, constants_ok, format_instruction,
                                        format_program, parse_program)
 from nasnb.checks import check_int, short
@@ -312,3 +312,22 @@ class ProgramSpace(SpaceValue):
             if g.nodes[node]["role"] == "intermediate":
                 g.nodes[node]["role"] = "output"
         return g
+
+
+# The per-function menus of the authors' linear example (run_integration_test_linear.sh of
+# google-research/automl_zero, "Linear example with early stopping"): setup_ops, predict_ops, learn_ops.
+LINEAR_REGRESSION_MENUS = (("scalar_const_set",), ("vector_inner_product",),
+                           ("scalar_diff", "scalar_product", "scalar_vector_product", "vector_sum"))
+
+
+def linear_regression_space() -> ProgramSpace:
+    """The space of the authors' linear integration test: the six SGD ops, each function its own
+    menu (Setup: constants; Predict: a dot product; Learn: difference, product, scalar-vector
+    product, vector sum), fixed sizes 5, 1, 4, no matrices, and the demo's three mutations
+    (alter an argument, randomize an instruction or a function). From random programs, evolution
+    must still find SGD's error, step, gradient and update with their addresses, and tune the rate
+    (benchmarks/README.md: with restarts, 6 of 8 seeds within 10 CPU-minutes). `nasnb search
+    --space programs-linear --strategy automl_zero` searches it."""
+    return ProgramSpace(ops=SGD_OPS, matrices=0, init_sizes=(5, 1, 4), max_sizes=(5, 1, 4),
+                        function_ops=LINEAR_REGRESSION_MENUS,
+                        mutations=("alter_argument", "randomize_instruction", "randomize_function"))
