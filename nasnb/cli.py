@@ -6,8 +6,8 @@
     nasnb search --strategy evolution        search NB201 cells trained on digits; write history + figures
     nasnb search --space toy --trials 50     a ToySpace search: scored by its formula, nothing trained
     nasnb search --dask tcp://host:8786      trials evaluated by a Dask cluster's workers (--workers N: a local one)
-    nasnb search --space programs-linear --strategy automl_zero --trials 2000000 --restart-after 150000
-                                             AutoML-Zero from random programs until SGD (minutes)
+    nasnb search --space programs-linear --strategy automl_zero --population 1000 --trials 3000000 \
+                 --restart-after 150000 --stop-at 0.995    AutoML-Zero from random programs until SGD
     nasnb draw '|nor_conv_3x3~0|+|...|' -o cell.svg
 
 A mistake in what was asked (an unknown name, a value out of range, a malformed arch, a checkpoint
@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from nasnb import registry
-from nasnb.checks import check_int, check_positive_float, check_seed
+from nasnb.checks import check_float, check_int, check_positive_float, check_seed
 from nasnb.errors import EvaluationError, InvalidValueError, NasnbError, ResumeMismatchError
 
 USAGE_ERROR = 2  # the exit status of a user's mistake, as argparse uses it
@@ -139,16 +139,21 @@ def make_search(space, args, seed: int):
     from nasnb.strategies import Strategy
 
     strategy = registry.get("strategy", args.strategy)
-    takes_restarts = "restart_after" in inspect.signature(strategy.__init__).parameters
-    if args.restart_after is not None and not takes_restarts:
+    parameters = inspect.signature(strategy.__init__).parameters
+    if args.restart_after is not None and "restart_after" not in parameters:
         raise InvalidValueError(f"--restart-after restarts AutoML-Zero's experiments; --strategy {args.strategy} "
                                 "has none: use it with --strategy automl_zero")
+    if args.population is not None and "population_size" not in parameters:
+        raise InvalidValueError(f"--population sets the population of an evolution; --strategy {args.strategy} "
+                                "has none: use it with --strategy evolution, automl_zero or nsga2")
     if issubclass(strategy, Strategy):
         evaluator = make_evaluator(space, args)
         reported = tuple(getattr(evaluator, "metrics", None) or ())
         options = {"metric": reported[0]} if reported and "val_accuracy" not in reported else {}  # programs: fitness
         if args.restart_after is not None:
             options["restart_after"] = check_int("--restart-after", args.restart_after, minimum=1, example=150_000)
+        if args.population is not None:
+            options["population_size"] = check_int("--population", args.population, minimum=1, example=100)
         return strategy(space, evaluator, seed=seed, **options)
     names = getattr(strategy, "space_names", None)  # a one-shot search of its own space (ProxylessNAS)
     if names is not None and args.space not in names:
@@ -202,6 +207,7 @@ def training_options(space, args) -> dict:
 def cmd_search(args) -> int:
     """Run a search headless: the same objects a notebook uses, with files instead of widgets."""
     from nasnb import viz
+    from nasnb.strategies import Strategy
 
     # Every number is checked before anything runs; 0 is a value like any other, never "not given".
     # A search of 0 trials would have no best cell to report or draw: at least one is asked for.
@@ -219,8 +225,14 @@ def cmd_search(args) -> int:
         if args.dask is None and args.workers is None:
             raise InvalidValueError("--batch sets how many trials run at once on --dask or --workers; "
                                     "add one of them, e.g. --workers 2 --batch 4")
+    stop_at = None if args.stop_at is None else check_float("--stop-at", args.stop_at, example=0.9999)
+    if stop_at is not None and not issubclass(registry.get("strategy", args.strategy), Strategy):
+        raise InvalidValueError(f"--stop-at: --strategy {args.strategy} records steps, not trials, so it has no best "
+                                "trial to stop at; use a trial-by-trial strategy, e.g. --strategy evolution")
     space = registry.get("space", args.space)()
     search = make_search(space, args, seed)
+    if stop_at is not None:
+        stop_when_reached(search, stop_at, flag=f"--stop-at {args.stop_at}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "search.ckpt"
@@ -229,6 +241,8 @@ def cmd_search(args) -> int:
         parallel = workers_for(search, args, cluster)
         try:
             search.run(trials, checkpoint=checkpoint, progress=True, **parallel)
+        except _Reached as reached:
+            print(f"nasnb: {reached}", file=sys.stderr)
         except ResumeMismatchError as err:
             raise ResumeMismatchError(f"{err}. With nasnb search: repeat that run's options to continue it, or "
                                       f"choose another --out (or remove {checkpoint}) to start afresh") from err
@@ -256,6 +270,26 @@ def cmd_search(args) -> int:
     print(f"wrote {out / 'history.json'}, {out / f'best_cell.{fmt}'}, {out / 'search.png'} "
           f"(and {checkpoint}: run the same command again to continue)")
     return 0
+
+
+class _Reached(Exception):
+    """Raised by stop_when_reached's subscriber to end a run early (caught by cmd_search)."""
+
+
+def stop_when_reached(search, value: float, *, flag: str) -> None:
+    """End `search.run` once its best metric reaches `value` (at least it, or at most it where the
+    metric is minimised), as the authors' AutoML-Zero demo stops at --sufficient_fitness. Every trial is
+    in the checkpoint before the subscriber sees it, so nothing is lost."""
+    def check(record) -> None:
+        best = search.best()
+        if best is None:
+            return
+        score = best.value(search.metric)
+        if (score <= value) if search.history.direction(search.metric) == "min" else (score >= value):
+            raise _Reached(f"stopped after trial {record.number}: "
+                           f"{search.metric}={score:.6g} reached {flag}")
+
+    search.subscribe(check)
 
 
 def workers_for(search, args, cluster: contextlib.ExitStack) -> dict:
@@ -364,6 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="learning rate (default: the space's, else 0.025 for sgd and 0.001 for adam)")
     search.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     search.add_argument("--seed", type=int, default=0)
+    search.add_argument("--stop-at", type=float, default=None, metavar="VALUE",
+                        help="stop once the best trial's metric reaches VALUE (automl_zero: 0.995 is SGD)")
+    search.add_argument("--population", type=int, default=None, metavar="P",
+                        help="the population of --strategy evolution, automl_zero or nsga2 (default: the strategy's)")
     search.add_argument("--restart-after", type=int, default=None, metavar="N",
                         help="--strategy automl_zero: a new random population after N trials without progress")
     search.add_argument("--out", default="nasnb-runs/search", help="output folder")

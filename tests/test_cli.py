@@ -178,6 +178,12 @@ USER_ERRORS = [  # argv, a part of the one line printed
     (["draw"], "the following arguments are required: arch"),
     (["train"], "argument command: invalid choice: 'train'"),
     (["search", "--space", "toy", "--restart-after", "5"], "--restart-after restarts AutoML-Zero's experiments"),
+    (["search", "--space", "toy", "--strategy", "darts", "--stop-at", "0.9"],
+     "--stop-at: --strategy darts records steps"),
+    (["search", "--space", "toy", "--stop-at", "high"], "argument --stop-at: invalid float value: 'high'"),
+    (["search", "--space", "toy", "--strategy", "random", "--population", "10"], "--population sets the population"),
+    (["search", "--space", "toy", "--strategy", "evolution", "--population", "0"],
+     "--population must be an int >= 1, got 0"),
     (["search", "--space", "programs-linear", "--strategy", "automl_zero", "--restart-after", "0"],
      "--restart-after must be an int >= 1, got 0"),
 ]
@@ -403,7 +409,7 @@ def test_search_with_automl_zero_on_programs_restarts_and_resumes(tmp_path, caps
 
     out = tmp_path / "az"
     argv = ["search", "--space", "programs-linear", "--strategy", "automl_zero", "--trials", "1500",
-            "--restart-after", "300", "--out", str(out)]
+            "--restart-after", "300", "--population", "50", "--out", str(out)]
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     history = History.load(out / "history.json")
@@ -412,9 +418,11 @@ def test_search_with_automl_zero_on_programs_restarts_and_resumes(tmp_path, caps
     assert all(space.parse(t.arch) for t in history)  # every trial a program of the authors' linear example
     experiments = [t.info["experiment"] for t in history]
     assert experiments[0] == 0 and max(experiments) >= 1 and experiments == sorted(experiments)
-    for k in range(max(experiments) + 1):  # each experiment begins with P = 100 random programs
+    assert history.meta["population_size"] == 50
+    for k in range(max(experiments) + 1):  # each experiment begins with P = 50 random programs, then mutates
         first = experiments.index(k)
-        assert {t.info["kind"] for t in history[first:first + 100]} == {"random"}
+        assert {t.info["kind"] for t in history[first:first + 50]} == {"random"}
+        assert history[first + 50].info["kind"] == "mutation" or experiments[first + 50] != k
     best = max(history, key=lambda t: t.metrics["fitness"])
     assert f"fitness={best.metrics['fitness']:.3f}\n{best.arch}" in printed  # the program on its own lines
     assert (out / "search.png").stat().st_size > 0 and list(out.glob("best_cell.*"))
@@ -432,3 +440,18 @@ def test_random_search_on_programs_maximises_their_fitness(tmp_path):
                      "--out", str(out)]) == 0
     history = History.load(out / "history.json")
     assert history.metric == "fitness" and all(0.0 <= t.metrics["fitness"] <= 1.0 for t in history)
+
+
+def test_stop_at_ends_the_search_at_the_first_trial_that_reaches_it(tmp_path, capsys):
+    from nasnb.history import History
+
+    out = tmp_path / "stop"
+    argv = ["search", "--space", "toy", "--strategy", "evolution", "--trials", "400", "--stop-at", "1.0",
+            "--out", str(out)]
+    assert cli.main(argv) == 0
+    history = History.load(out / "history.json")
+    values = [t.metrics["val_accuracy"] for t in history]
+    assert len(history) < 400 and values[-1] == 1.0 and max(values[:-1]) < 1.0  # stopped at the first optimum
+    assert f"stopped after trial {len(history) - 1}: val_accuracy=1 reached --stop-at 1.0" in capsys.readouterr().err
+    assert cli.main(argv) == 0  # resumed: the target was reached already, so one more trial at most
+    assert len(History.load(out / "history.json")) <= len(history) + 1
