@@ -196,14 +196,13 @@ class AutoMLZero(RegularizedEvolution):
         return extra
 
     def _load_extra_state(self, state: dict) -> None:
-        population = state["population"]
         if self.restart_after is not None:
             number, start, progress_at, level = state["experiment"]
             self._new_experiment(int(number), int(start))
             self._progress_at, self._level = int(progress_at), None if level is None else float(level)
         else:
             self._new_experiment(0)
-        super()._load_extra_state({**state, "population": population})
+        super()._load_extra_state(state)  # the living population
         self._sync_cache()
 
     def state(self) -> dict:
