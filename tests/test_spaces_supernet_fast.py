@@ -14,7 +14,9 @@ import torch.nn as nn
 
 from nasnb.errors import NasnbError
 from nasnb.spaces.darts_supernet import DartsSupernet
-from nasnb.spaces.fast_ops import FAST_TRICKS, _DepthwiseConv2d, depthwise_conv2d
+from nasnb.spaces.fast_ops import (DEFAULT_TRICKS, FAST_TRICKS, FastAvgPool2d, LeanBatchNorm2d, LeanMaxPool2d,
+                                   _AvgPool3x3, _BatchNormFromOutput, _DepthwiseConv2d, _MaxPool2dFromInput,
+                                   _ReLUDepthwisePointwise, depthwise_conv2d)
 from nasnb.strategies.darts import first_order_alpha_gradient, unrolled_alpha_gradient
 from nasnb.strategies.reinforce import one_thread
 
@@ -107,7 +109,7 @@ def with_baseline(fast):
     return ours, theirs
 
 
-@pytest.mark.parametrize("fast", [True] + [{trick} for trick in FAST_TRICKS])
+@pytest.mark.parametrize("fast", [True, FAST_TRICKS] + [{trick} for trick in FAST_TRICKS])
 def test_every_trick_gives_the_baselines_outputs_and_gradients(fast):
     ours, theirs = with_baseline(fast)
     x = torch.randn(3, 1, 8, 8, dtype=torch.float64)
@@ -130,9 +132,11 @@ def batch(seed, B=4):
 
 
 @pytest.mark.parametrize("partial_channels", [1, 2])
-def test_second_order_alpha_gradient_equals_the_plain_networks(partial_channels):
-    # DARTS eq. 7-8 through functional_call: w', w+ and w− must reach the checkpointed recomputation
-    fast, plain = paired(True, partial_channels=partial_channels), paired(False, partial_channels=partial_channels)
+@pytest.mark.parametrize("tricks", [True, FAST_TRICKS])
+def test_second_order_alpha_gradient_equals_the_plain_networks(partial_channels, tricks):
+    # DARTS eq. 7-8 through functional_call: w', w+ and w− must reach the lean ops' recomputations
+    # and (FAST_TRICKS) the checkpointed one
+    fast, plain = paired(tricks, partial_channels=partial_channels), paired(False, partial_channels=partial_channels)
     plain.load_state_dict(fast.state_dict())
     train, val = batch(1), batch(2)
     buffers = {name: torch.randn_like(p) for name, p in fast.named_parameters()
@@ -152,7 +156,7 @@ def test_second_order_alpha_gradient_equals_the_plain_networks(partial_channels)
 
 
 def test_partial_channels_fast_equals_plain_with_gradients():
-    fast, plain = paired(True, partial_channels=2), paired(False, partial_channels=2)
+    fast, plain = paired(FAST_TRICKS, partial_channels=2), paired(False, partial_channels=2)
     plain.load_state_dict(fast.state_dict())
     x, _ = batch(3)
     probe = torch.randn(4, 10, dtype=torch.float64)
@@ -162,8 +166,9 @@ def test_partial_channels_fast_equals_plain_with_gradients():
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-8, atol=1e-10, msg=name)
 
 
-def test_sub_network_modes_and_skip_dropout_are_unchanged():
-    fast, plain = paired(True), paired(False)
+@pytest.mark.parametrize("fast", [True, FAST_TRICKS])
+def test_sub_network_modes_and_skip_dropout_are_unchanged(fast):
+    fast, plain = paired(fast), paired(False)
     plain.load_state_dict(fast.state_dict())
     x, _ = batch(4)
     ops = {cell: a.argmax(-1) for cell, a in fast.alpha.items()}
@@ -195,7 +200,7 @@ def test_checkpoint_threshold_changes_no_number_on_either_side(monkeypatch, offs
     real = darts_supernet.checkpointed
     monkeypatch.setattr(darts_supernet, "checkpointed", lambda *a, **k: calls.append(a[1].numel()) or real(*a, **k))
     minimum = darts_supernet.CHECKPOINT_MIN_ELEMENTS if offset is None else 1024 + offset
-    fast, plain = paired(True, checkpoint_min_elements=minimum, checkpoint_strided=strided), paired(False)
+    fast, plain = paired(FAST_TRICKS, checkpoint_min_elements=minimum, checkpoint_strided=strided), paired(False)
     plain.load_state_dict(fast.state_dict())
     x, _ = batch(8)
     probe = torch.randn(4, 10, dtype=torch.float64)
@@ -213,7 +218,7 @@ def test_checkpoint_threshold_changes_no_number_on_either_side(monkeypatch, offs
 
 
 def test_fast_is_the_default_and_its_argument_is_checked():
-    assert DartsSupernet(C=2, layers=3).fast == frozenset(FAST_TRICKS)
+    assert DartsSupernet(C=2, layers=3).fast == frozenset(DEFAULT_TRICKS) == frozenset(FAST_TRICKS) - {"checkpoint"}
     assert DartsSupernet(C=2, layers=3, fast=False).fast == frozenset()
     with pytest.raises(NasnbError, match=r"fast.*'checkpoitn'"):
         DartsSupernet(C=2, layers=3, fast={"checkpoitn"})
@@ -237,3 +242,113 @@ def test_the_baselines_architect_gives_nasnbs_second_order_alpha_gradient():
     architect.step(*train, *val, 0.025, w_opt, unrolled=True)
     torch.testing.assert_close(theirs.alphas_normal.grad, want[0], rtol=1e-6, atol=1e-12)
     torch.testing.assert_close(theirs.alphas_reduce.grad, want[1], rtol=1e-6, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- lean saves and fast pools
+
+
+@pytest.mark.parametrize("kernel, padding, dilation", CONVS)
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("fast", [True, False])
+def test_relu_depthwise_pointwise_passes_gradcheck_and_gradgradcheck(kernel, padding, dilation, stride, fast):
+    torch.manual_seed(0)
+    x = torch.randn(2, 2, 6, 5, dtype=torch.float64, requires_grad=True)
+    w_dw = torch.randn(2, 1, kernel, kernel, dtype=torch.float64, requires_grad=True)
+    w_pw = torch.randn(3, 2, 1, 1, dtype=torch.float64, requires_grad=True)
+    conf = ((stride, stride), (padding, padding), (dilation, dilation))
+
+    def op(x, w_dw, w_pw):
+        return _ReLUDepthwisePointwise.apply(x, w_dw, w_pw, conf, fast, None)
+
+    want = nn.functional.conv2d(nn.functional.conv2d(x.relu(), w_dw, None, *conf, 2), w_pw)
+    torch.testing.assert_close(op(x, w_dw, w_pw), want, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(op, (x, w_dw, w_pw))
+    assert torch.autograd.gradgradcheck(op, (x, w_dw, w_pw))
+
+
+def test_lean_batchnorm_matches_nn_batchnorm_with_gradcheck_and_running_statistics():
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 5, 5, dtype=torch.float64, requires_grad=True)
+    for momentum in (0.1, None):  # None: the cumulative average, 1 / num_batches_tracked
+        ours = LeanBatchNorm2d(3, affine=False, momentum=momentum).double()
+        theirs = nn.BatchNorm2d(3, affine=False, momentum=momentum).double()
+        probe = torch.randn_like(x)
+        for _ in range(3):
+            y_ours, y_theirs = ours(x), theirs(x)
+            torch.testing.assert_close(y_ours, y_theirs, rtol=1e-12, atol=1e-12)
+            g_ours, = torch.autograd.grad(y_ours, x, probe)
+            g_theirs, = torch.autograd.grad(y_theirs, x, probe)
+            torch.testing.assert_close(g_ours, g_theirs, rtol=1e-10, atol=1e-12)
+        for a, b in zip(ours.buffers(), theirs.buffers()):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    mean, var = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+
+    def bn(x):
+        return _BatchNormFromOutput.apply(x, mean.clone(), var.clone(), 0.1, 1e-5)  # (y, 1/σ)
+
+    assert torch.autograd.gradcheck(bn, (x,))
+    assert torch.autograd.gradgradcheck(bn, (x,))
+
+
+@pytest.mark.parametrize("separable", [True, False])
+def test_max_pool_from_input_passes_gradcheck_and_equals_max_pool2d(separable):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 6, 5, dtype=torch.float64, requires_grad=True)
+
+    def pool(x):
+        return _MaxPool2dFromInput.apply(x, (3, 3), (1, 1), (1, 1), separable)
+
+    torch.testing.assert_close(pool(x), nn.functional.max_pool2d(x, 3, 1, 1), rtol=0, atol=0)
+    assert torch.autograd.gradcheck(pool, (x,))
+    assert torch.autograd.gradgradcheck(pool, (x,))
+    module = LeanMaxPool2d(3, stride=1, padding=1, separable=separable)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), nn.functional.max_pool2d(x, 3, 1, 1), rtol=0, atol=0)
+    assert not LeanMaxPool2d(3, stride=2, padding=1, separable=True).separable  # only 3x3, stride 1
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size", [(6, 5), (7, 7), (1, 2)])
+def test_fast_avg_pool_equals_avg_pool2d_without_padding_counts(stride, size):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, *size, dtype=torch.float64, requires_grad=True)
+    want = nn.functional.avg_pool2d(x, 3, stride, 1, count_include_pad=False)
+    module = FastAvgPool2d(stride)
+    torch.testing.assert_close(module(x), want, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        torch.testing.assert_close(module(x), want, rtol=1e-12, atol=1e-12)
+    probe = torch.randn_like(want)
+    torch.testing.assert_close(torch.autograd.grad(module(x), x, probe)[0], torch.autograd.grad(want, x, probe)[0],
+                               rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda x: _AvgPool3x3.apply(x, stride), (x,))
+    assert torch.autograd.gradgradcheck(lambda x: _AvgPool3x3.apply(x, stride), (x,))
+
+
+def saved_maps(tricks, stride=1):
+    """Map-sized tensors a stride-`stride` DARTS mixed op keeps for its backward, in maps' worth."""
+    from nasnb.spaces.darts_supernet import _search_op
+    from nasnb.spaces.ops import DARTS_PRIMITIVES
+    from nasnb.spaces.supernet import MixedOp
+
+    torch.manual_seed(0)
+    ops = {name: _search_op(name, 4, stride, frozenset(tricks)) for name in DARTS_PRIMITIVES}
+    edge = MixedOp(ops, stride, shared_relu="shared_relu" in tricks, fused_sum="fused_sum" in tricks).double()
+    x = torch.randn(2, 4, 8, 8, dtype=torch.float64, requires_grad=True) * 1.0
+    out_numel = x.numel() // stride ** 2
+    storages = {}
+
+    def pack(t):
+        if t.numel() >= out_numel:  # weights and per-channel statistics are not maps
+            storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        edge(x, torch.randn(8, dtype=torch.float64, requires_grad=True))
+    return sum(storages.values()) / (x.numel() * x.element_size())
+
+
+def test_lean_saves_keep_nine_maps_of_a_stride_1_edge():
+    # x (the skip's term and every op's input), the middle BatchNorm output of each of the two sep
+    # convs and the six ops' outputs (the weighted sum's): 1 + 2 + 6
+    assert saved_maps(DEFAULT_TRICKS) == 9
+    assert saved_maps(set(DEFAULT_TRICKS) - {"lean_saves", "fast_pools"}) >= 2.5 * 9

@@ -32,7 +32,8 @@ import torch.nn.functional as F
 
 from nasnb.checks import check_bool, check_int, check_positive_int, short
 from nasnb.errors import InvalidValueError
-from nasnb.spaces.fast_ops import SEARCH_CONVS, check_fast, checkpointed, search_conv
+from nasnb.spaces.fast_ops import (SEARCH_CONVS, FastAvgPool2d, LeanBatchNorm2d, LeanMaxPool2d, check_fast,
+                                  checkpointed, search_conv)
 from nasnb.spaces.genotypes import Genotype
 from nasnb.spaces.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN, Zero, make_darts_op
 from nasnb.spaces.supernet import ALPHA_INIT_SCALE, MixedOp, Supernet, check_partial_channels
@@ -54,11 +55,17 @@ def _search_op(name: str, C: int, stride: int, tricks: frozenset = frozenset()):
     With `tricks` (fast_ops.py), the conv ops are the search versions (same weights and names)."""
     if name == "none":
         return None  # zero: MixedOp skips it
-    if name in SEARCH_CONVS and tricks & {"depthwise_backward", "shared_relu"}:
-        return search_conv(name, C, stride, fast_backward="depthwise_backward" in tricks)
+    lean = "lean_saves" in tricks
+    if name in SEARCH_CONVS and tricks & {"depthwise_backward", "shared_relu", "lean_saves"}:
+        return search_conv(name, C, stride, fast_backward="depthwise_backward" in tricks, lean=lean)
     op = make_darts_op(name, C, stride, affine=False)
+    if name == "max_pool_3x3" and stride == 1 and tricks & {"lean_saves", "fast_pools"}:
+        op = LeanMaxPool2d(3, stride=1, padding=1, separable="fast_pools" in tricks)  # the input is kept
+        # anyway (the skip's term)
+    if name == "avg_pool_3x3" and "fast_pools" in tricks:
+        op = FastAvgPool2d(stride)
     if "pool" in name:
-        op = nn.Sequential(op, nn.BatchNorm2d(C, affine=False))
+        op = nn.Sequential(op, (LeanBatchNorm2d if lean else nn.BatchNorm2d)(C, affine=False))
     return op
 
 
@@ -122,8 +129,9 @@ class DartsSupernet(Supernet):
     supernet.py. `op_names` are the ops of every edge, in α's order (DARTS_PRIMITIVES by default).
 
     `edge_normalization` (PC-DARTS' β): None turns it on exactly when partial_channels > 1.
-    `fast`: the speed and memory tricks of fast_ops.py, True (all, the default), False (none, the
-    plain network) or a collection of names from FAST_TRICKS; outputs and gradients are the same.
+    `fast`: the speed and memory tricks of fast_ops.py, True (DEFAULT_TRICKS: all but `checkpoint`,
+    the default), False (none, the plain network) or a collection of names from FAST_TRICKS
+    (fast=FAST_TRICKS checkpoints too, for the least memory); outputs and gradients are the same.
     `checkpoint_min_elements`: with the `checkpoint` trick, only mixed ops whose input has at least
     this many elements and is as large as the first cell's are checkpointed (CHECKPOINT_MIN_ELEMENTS
     above; 0 checkpoints the first stage at any size). `checkpoint_strided`: checkpoint the stride-2

@@ -23,7 +23,7 @@ tricks, each a switch of `FAST_TRICKS` (benchmarks/darts_step.py measures what e
   a dot product (no product map per op is built), ∂L/∂o(x) = w_o ∂L/∂h.
 * ``checkpoint``: activation checkpointing per mixed op (Chen et al., 2016, "Training deep nets
   with sublinear memory cost"): the forward keeps only each edge's input and output, and the
-  backward recomputes one edge at a time. DartsSupernet checkpoints only the edges whose input
+  backward recomputes one edge at a time. Not in DEFAULT_TRICKS (below). DartsSupernet checkpoints only the edges whose input
   is as large as its first cell's and at least `checkpoint_min_elements`, and only stride-1 edges
   unless `checkpoint_strided` (darts_supernet.py): the full-resolution stage holds half the
   activations, a stride-2 edge's output is a quarter of its input, and at small sizes recomputing
@@ -31,6 +31,25 @@ tricks, each a switch of `FAST_TRICKS` (benchmarks/darts_step.py measures what e
   running statistics a second time nor draws new dropout masks, and it uses the tensors the
   forward used (w', w± of DARTS' second-order step, passed with torch.func.functional_call).
 * ``channels_last``: NHWC memory layout for the input, which oneDNN's CPU convolutions prefer.
+* ``lean_saves``: keep fewer maps for the backward without recomputing whole ops (in the spirit of
+  in-place activated BatchNorm, Rota Bulò et al., CVPR 2018). (a) A BatchNorm without affine
+  parameters in train mode keeps its output y = (x - μ) / σ, which the edge's weighted sum keeps
+  anyway, instead of its input: ∂L/∂x = (∂L/∂y - mean(∂L/∂y) - y · mean(∂L/∂y · y)) / σ needs only
+  y and σ. (b) A stride-1 max pool keeps no int64 indices (two float maps' worth): the backward
+  finds the maxima again in its input, which the skip connection's term keeps anyway. (c) A conv
+  op's depthwise output is recomputed from its input in the backward instead of kept for the
+  pointwise conv's weight gradient (the depthwise forward is the cheapest op of the pair), and
+  not at all when no weight gradient is needed (the α-only passes of eq. 8); so is the ReLU in
+  front of it (ReLU(x) from x, its backward a mask of x > 0), so a conv op keeps its input x
+  (for the first half, the edge input, kept anyway) and not ReLU(x). A stride-1 DARTS edge then
+  keeps 9 maps instead of 25 (the max pool's int64 indices counted as two): x, each sep conv's
+  middle BatchNorm output and the six ops' outputs.
+* ``fast_pools``: the 3x3 pools from cheaper kernels (PyTorch's CPU pooling kernels are 3-7x
+  slower than a depthwise conv of the same map): the average pool is a depthwise convolution
+  with a kernel of ones times 1 / (the number of in-image pixels of each window), its backward
+  the same convolution transposed; the stride-1 max pool is separable, a max over three rows of
+  the (-inf)-padded map, then over three columns (its backward finds the maxima with PyTorch's
+  kernel, as the lean saves' max pool does).
 """
 from __future__ import annotations
 
@@ -46,13 +65,20 @@ from nasnb.checks import check_bool, short
 from nasnb.errors import InvalidValueError
 from nasnb.spaces.ops import DilConv, ReLUConvBN
 
-FAST_TRICKS = ("depthwise_backward", "shared_relu", "fused_sum", "checkpoint", "channels_last")
+FAST_TRICKS = ("depthwise_backward", "shared_relu", "fused_sum", "checkpoint", "channels_last", "lean_saves",
+               "fast_pools")
+
+
+# fast=True: every trick but checkpointing, which the lean saves made unneeded at the paper's sizes
+# (benchmarks/README.md: the second-order step's peak is under half the authors' network's without
+# it, and its recomputation cost a sixth of the step); fast=FAST_TRICKS adds it, for less memory.
+DEFAULT_TRICKS = tuple(t for t in FAST_TRICKS if t != "checkpoint")
 
 
 def check_fast(fast) -> frozenset:
-    """`fast`: True (every trick), False (none), or a collection of names from FAST_TRICKS."""
+    """`fast`: True (DEFAULT_TRICKS), False (none), or a collection of names from FAST_TRICKS."""
     if isinstance(fast, bool) or type(fast).__module__ == "numpy":
-        return frozenset(FAST_TRICKS) if check_bool("fast", fast) else frozenset()
+        return frozenset(DEFAULT_TRICKS) if check_bool("fast", fast) else frozenset()
     if isinstance(fast, str) or not hasattr(fast, "__iter__"):
         raise InvalidValueError(f"fast must be True, False or a collection of tricks from {list(FAST_TRICKS)}, "
                                 f"got {short(fast)}; e.g. fast=True or fast={{'checkpoint'}}")
@@ -82,27 +108,39 @@ class _DepthwiseConv2d(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # grad: (B, C, H_out, W_out)
         x, weight = ctx.saved_tensors
-        (s, _), (p, _), (d, _) = ctx.conf
-        B, C, H, W = x.shape
-        k = weight.shape[-1]
-        grad_x = grad_w = None
-        if ctx.needs_input_grad[0]:
-            g = grad
-            if s > 1:  # a strided conv skipped window positions: put zeros back where it did
-                g = torch.empty(B, C, H + 2 * p - d * (k - 1), W + 2 * p - d * (k - 1), dtype=grad.dtype,
-                                device=grad.device, memory_format=_format_of(grad)).zero_()  # stride-1 output; NHWC
-                # when grad is: an NCHW map here slowed every op of the backward after it
-                g[:, :, ::s, ::s] = grad
-            grad_x = F.conv2d(g, weight.flip(-1, -2), None, 1, d * (k - 1) - p, d, C)  # (B, C, H, W)
-        if ctx.needs_input_grad[1] and d == 1:  # undilated: PyTorch's own weight gradient is the fast one
-            grad_w = torch.ops.aten.convolution_backward(grad, x, weight, None, *ctx.conf, False, (0, 0), C,
-                                                         (False, True, False))[1]
-        elif ctx.needs_input_grad[1]:
-            x_pad = F.pad(x, (p, p, p, p)).reshape(1, B * C, H + 2 * p, W + 2 * p)
-            kernel = grad.reshape(B * C, 1, grad.shape[2], grad.shape[3])
-            g = F.conv2d(x_pad, kernel, None, d, 0, s, B * C)  # (1, B*C, >=k, >=k)
-            grad_w = g[0, :, :k, :k].reshape(B, C, k, k).sum(0).unsqueeze(1)  # (C, 1, k, k)
+        grad_x, grad_w = _depthwise_grads(grad, x, weight, ctx.conf, *ctx.needs_input_grad[:2])
         return grad_x, grad_w, None, None, None
+
+
+def _depthwise_grads(grad, x, weight, conf, need_x: bool, need_w: bool, fast: bool = True):
+    """(∂L/∂x, ∂L/∂w) of a depthwise conv of x (stride, padding, dilation `conf`) from ∂L/∂y = grad,
+    None where not needed; the module docstring's forward convolutions when `fast`, PyTorch's
+    own backward otherwise."""
+    (s, _), (p, _), (d, _) = conf
+    B, C, H, W = x.shape
+    k = weight.shape[-1]
+    if not fast:
+        gx, gw, _ = torch.ops.aten.convolution_backward(grad, x, weight, None, *conf, False, (0, 0), C,
+                                                        (need_x, need_w, False))
+        return gx, gw
+    grad_x = grad_w = None
+    if need_x:
+        g = grad
+        if s > 1:  # a strided conv skipped window positions: put zeros back where it did
+            g = torch.empty(B, C, H + 2 * p - d * (k - 1), W + 2 * p - d * (k - 1), dtype=grad.dtype,
+                            device=grad.device, memory_format=_format_of(grad)).zero_()  # stride-1 output; NHWC
+            # when grad is: an NCHW map here slowed every op of the backward after it
+            g[:, :, ::s, ::s] = grad
+        grad_x = F.conv2d(g, weight.flip(-1, -2), None, 1, d * (k - 1) - p, d, C)  # (B, C, H, W)
+    if need_w and d == 1:  # undilated: PyTorch's own weight gradient is the fast one
+        grad_w = torch.ops.aten.convolution_backward(grad, x, weight, None, *conf, False, (0, 0), C,
+                                                     (False, True, False))[1]
+    elif need_w:
+        x_pad = F.pad(x, (p, p, p, p)).reshape(1, B * C, H + 2 * p, W + 2 * p)
+        kernel = grad.reshape(B * C, 1, grad.shape[2], grad.shape[3])
+        g = F.conv2d(x_pad, kernel, None, d, 0, s, B * C)  # (1, B*C, >=k, >=k)
+        grad_w = g[0, :, :k, :k].reshape(B, C, k, k).sum(0).unsqueeze(1)  # (C, 1, k, k)
+    return grad_x, grad_w
 
 
 def _format_of(t: torch.Tensor) -> torch.memory_format:
@@ -159,6 +197,204 @@ def weighted_sum(weights: torch.Tensor, outputs: list) -> torch.Tensor:
     return _WeightedSum.apply(weights, *outputs)
 
 
+# ----------------------------------------------------------------------------- lean saves
+
+
+_CONSTANTS: dict = {}
+
+
+def _zeros_and_ones(like: torch.Tensor) -> tuple:
+    """Zeros and ones shaped like a per-channel vector, made once (never written to)."""
+    key = (like.shape, like.dtype, like.device)
+    if key not in _CONSTANTS:
+        _CONSTANTS[key] = torch.zeros_like(like), torch.ones_like(like)
+    return _CONSTANTS[key]
+
+
+class _BatchNormFromOutput(torch.autograd.Function):
+    """Train-mode BatchNorm without affine parameters that keeps y and 1/σ, not x (module docstring).
+    Returns (y, 1/σ); 1/σ is an output too so that the backward, written in y and 1/σ, can be
+    differentiated again (double backpropagation), as the other Functions here can.
+
+    The backward is native_batch_norm_backward read with y as the input, mean 0, inverse std 1 and
+    1/σ as the scale: its (∂L/∂y - mean(∂L/∂y) - x̂ · mean(∂L/∂y · x̂)) · scale with x̂ = y is ∂L/∂x;
+    a gradient reaching 1/σ adds ∂(1/σ)/∂x = -(1/σ)² · y / n per channel (n: elements per channel).
+    """
+
+    @staticmethod
+    def forward(ctx, x, running_mean, running_var, momentum, eps):
+        y, _, invstd = torch.ops.aten.native_batch_norm(x, None, None, running_mean, running_var, True, momentum,
+                                                        eps)  # updates the running statistics, as F.batch_norm
+        ctx.save_for_backward(y, invstd)
+        ctx.eps = eps
+        return y, invstd
+
+    @staticmethod
+    def backward(ctx, grad, grad_invstd):
+        y, invstd = ctx.saved_tensors
+        zeros, ones = _zeros_and_ones(invstd)
+        grad_x = torch.ops.aten.native_batch_norm_backward(grad, y, invstd, None, None, zeros, ones, True, ctx.eps,
+                                                           (True, False, False))[0]
+        if grad_invstd is not None:
+            scale = (grad_invstd * invstd ** 2 / (y.numel() // y.shape[1])).view(1, -1, 1, 1)
+            grad_x = grad_x - scale * y
+        return grad_x, None, None, None, None
+
+
+class LeanBatchNorm2d(nn.BatchNorm2d):
+    """nn.BatchNorm2d (same buffers and names) keeping its output for the backward when it can:
+    train mode, no affine parameters, a gradient to compute. Otherwise exactly nn.BatchNorm2d."""
+
+    def forward(self, x):
+        if not (self.training and self.weight is None and torch.is_grad_enabled() and x.requires_grad):
+            return super().forward(x)
+        self._check_input_dim(x)
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.track_running_stats and self.num_batches_tracked is not None:  # as nn.BatchNorm2d.forward
+            self.num_batches_tracked.add_(1)
+            if self.momentum is None:
+                momentum = 1.0 / float(self.num_batches_tracked)
+        running = (self.running_mean, self.running_var) if self.track_running_stats else (None, None)
+        return _BatchNormFromOutput.apply(x, *running, momentum, self.eps)[0]
+
+
+def separable_max_pool3x3(x: torch.Tensor) -> torch.Tensor:
+    """F.max_pool2d(x, 3, 1, 1) as a max over three shifted rows, then three shifted columns."""
+    p = F.pad(x, (1, 1, 1, 1), value=float("-inf"))
+    rows = torch.maximum(torch.maximum(p[:, :, :-2], p[:, :, 1:-1]), p[:, :, 2:])
+    return torch.maximum(torch.maximum(rows[..., :-2], rows[..., 1:-1]), rows[..., 2:])
+
+
+class _MaxPool2dFromInput(torch.autograd.Function):
+    """max_pool2d that keeps its input instead of int64 indices; the backward finds them again.
+    `separable`: a 3x3, stride-1, padding-1 pool computed by separable_max_pool3x3."""
+
+    @staticmethod
+    def forward(ctx, x, kernel_size, stride, padding, separable=False):
+        ctx.save_for_backward(x)
+        ctx.conf = kernel_size, stride, padding
+        return separable_max_pool3x3(x) if separable else F.max_pool2d(x, kernel_size, stride, padding)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        k, s, p = ctx.conf
+        _, indices = torch.ops.aten.max_pool2d_with_indices(x, k, s, p, 1, False)
+        grad_x = torch.ops.aten.max_pool2d_with_indices_backward(grad, x, k, s, p, 1, False, indices)
+        return grad_x, None, None, None, None
+
+
+class LeanMaxPool2d(nn.MaxPool2d):
+    """nn.MaxPool2d (no dilation, floor mode) keeping its input, not indices, for the backward when
+    a gradient is computed; meant for stride 1, where the input is as large as the indices' half.
+    `separable`: a 3x3, stride-1, padding-1 pool's forward by separable_max_pool3x3 (fast_pools)."""
+
+    def __init__(self, *args, separable: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        pair = nn.modules.utils._pair
+        self.separable = separable and (pair(self.kernel_size), pair(self.stride), pair(self.padding)) == \
+            ((3, 3), (1, 1), (1, 1)) and self.dilation in (1, (1, 1)) and not self.ceil_mode
+
+    def forward(self, x):
+        if not (torch.is_grad_enabled() and x.requires_grad) or self.return_indices:
+            return separable_max_pool3x3(x) if self.separable else super().forward(x)
+        pair = nn.modules.utils._pair
+        return _MaxPool2dFromInput.apply(x, pair(self.kernel_size), pair(self.stride), pair(self.padding),
+                                         self.separable)
+
+
+_POOL_COUNTS: dict = {}
+
+
+def _inverse_counts(H: int, W: int, stride: int, like: torch.Tensor) -> torch.Tensor:
+    """(1, 1, H_out, W_out): 1 / the number of in-image pixels of each 3x3 window (padding 1)."""
+    key = (H, W, stride, like.dtype, like.device)
+    if key not in _POOL_COUNTS:
+        ones = torch.ones(1, 1, H, W, dtype=like.dtype, device=like.device)
+        counts = F.conv2d(ones, torch.ones(1, 1, 3, 3, dtype=like.dtype, device=like.device), None, stride, 1)
+        _POOL_COUNTS[key] = 1.0 / counts
+    return _POOL_COUNTS[key]
+
+
+class _AvgPool3x3(torch.autograd.Function):
+    """avg_pool2d(x, 3, stride, 1, count_include_pad=False) as a depthwise conv with a kernel of ones
+    times the inverse window counts; keeps nothing but the input's shape for the backward."""
+
+    @staticmethod
+    def forward(ctx, x, stride):
+        C = x.shape[1]
+        ones = torch.ones(C, 1, 3, 3, dtype=x.dtype, device=x.device)
+        inverse = _inverse_counts(x.shape[2], x.shape[3], stride, x)
+        ctx.conf, ctx.shape, ctx.inverse = stride, x.shape, inverse
+        return F.conv2d(x, ones, None, stride, 1, 1, C) * inverse
+
+    @staticmethod
+    def backward(ctx, grad):
+        s, (B, C, H, W), inverse = ctx.conf, ctx.shape, ctx.inverse
+        g = grad * inverse
+        if s > 1:  # zeros back at the window positions the stride skipped
+            full = torch.empty(B, C, H, W, dtype=grad.dtype, device=grad.device, memory_format=_format_of(grad))
+            full.zero_()[:, :, ::s, ::s] = g  # the stride-1 output of a 3x3, padding-1 window is H x W
+            g = full
+        ones = torch.ones(C, 1, 3, 3, dtype=grad.dtype, device=grad.device)  # flipped ones: ones
+        return F.conv2d(g, ones, None, 1, 1, 1, C), None
+
+
+class FastAvgPool2d(nn.AvgPool2d):
+    """nn.AvgPool2d(3, stride, padding=1, count_include_pad=False) by _AvgPool3x3 (fast_pools)."""
+
+    def __init__(self, stride: int = 1):
+        super().__init__(3, stride=stride, padding=1, count_include_pad=False)
+
+    def forward(self, x):
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _AvgPool3x3.apply(x, self.stride)
+        return F.conv2d(x, torch.ones(x.shape[1], 1, 3, 3, dtype=x.dtype, device=x.device), None, self.stride, 1,
+                        1, x.shape[1]) * _inverse_counts(x.shape[2], x.shape[3], self.stride, x)
+
+
+class _ReLUDepthwisePointwise(torch.autograd.Function):
+    """pointwise(depthwise(ReLU(x))) keeping x only: ReLU(x) and the depthwise output are recomputed
+    in the backward when a weight gradient needs them. `relu_x`: ReLU(x), computed once for the
+    edge without a gradient, or None."""
+
+    @staticmethod
+    def forward(ctx, x, w_dw, w_pw, conf, fast, relu_x):
+        ctx.save_for_backward(x, w_dw, w_pw)
+        ctx.conf, ctx.fast = conf, fast
+        r = F.relu(x) if relu_x is None else relu_x
+        return F.conv2d(F.conv2d(r, w_dw, None, *conf, x.shape[1]), w_pw)
+
+    @staticmethod
+    def backward(ctx, grad):  # grad: (B, C_out, H_out, W_out)
+        x, w_dw, w_pw = ctx.saved_tensors
+        need_x, need_dw, need_pw = ctx.needs_input_grad[:3]
+        grad_pw = grad_x = grad_dw = None
+        r = F.relu(x) if need_dw or need_pw else x  # x: only its shape is read then
+        if need_pw:
+            d = F.conv2d(r, w_dw, None, *ctx.conf, x.shape[1])  # the depthwise output, again
+            grad_pw = torch.ops.aten.convolution_backward(grad, d, w_pw, None, (1, 1), (0, 0), (1, 1), False, (0, 0),
+                                                          1, (False, True, False))[1]
+        if need_x or need_dw:
+            grad_d = F.conv2d(grad, w_pw.transpose(0, 1))  # a 1x1 conv's input gradient: the transposed weights
+            grad_r, grad_dw = _depthwise_grads(grad_d, r, w_dw, ctx.conf, need_x, need_dw, ctx.fast)
+            if need_x:
+                grad_x = torch.ops.aten.threshold_backward(grad_r, x, 0)  # ReLU's: zero where x <= 0
+        return grad_x, grad_dw, grad_pw, None, None, None
+
+
+def relu_depthwise_pointwise(x: torch.Tensor, relu_x, dw: nn.Conv2d, pw: nn.Conv2d,
+                             fast_backward: bool = True) -> torch.Tensor:
+    """pw(dw(ReLU(x))) for DilConv's depthwise conv and 1x1 conv (no biases), with lean saves when a
+    gradient is computed (and the fast depthwise backward on a CPU when `fast_backward`);
+    `relu_x`: ReLU(x) if already computed (its graph is not used), or None."""
+    if not (torch.is_grad_enabled() and (x.requires_grad or dw.weight.requires_grad or pw.weight.requires_grad)):
+        return pw(dw(F.relu(x) if relu_x is None else relu_x))
+    fast = fast_backward and x.device.type == "cpu" and dw.dilation[0] * (dw.kernel_size[0] - 1) >= dw.padding[0]
+    return _ReLUDepthwisePointwise.apply(x, dw.weight, pw.weight, (dw.stride, dw.padding, dw.dilation), fast,
+                                         None if relu_x is None else relu_x.detach())
+
+
 # ----------------------------------------------------------------------------- search ops
 
 
@@ -170,13 +406,18 @@ class SearchReLUConvBN(ReLUConvBN):
 
 
 class SearchDilConv(DilConv):
-    """DilConv (same weights and names) with the fast depthwise backward; can take ReLU(x)."""
+    """DilConv (same weights and names) with the fast depthwise backward; can take ReLU(x).
+    `lean`: the lean saves of the module docstring (its BatchNorm a LeanBatchNorm2d)."""
 
-    def __init__(self, *args, fast_backward: bool = True, **kwargs):
+    def __init__(self, *args, fast_backward: bool = True, lean: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fast_backward = fast_backward
+        self.fast_backward, self.lean = fast_backward, lean
+        if lean and not self[3].affine:
+            self[3] = LeanBatchNorm2d(self[3].num_features, affine=False)
 
     def forward(self, x, relu_x=None):
+        if self.lean:
+            return self[3](relu_depthwise_pointwise(x, relu_x, self[1], self[2], self.fast_backward))
         h = F.relu(x) if relu_x is None else relu_x
         h = depthwise_conv2d(h, self[1], self.fast_backward)
         return self[3](self[2](h))
@@ -185,11 +426,15 @@ class SearchDilConv(DilConv):
 class SearchSepConv(nn.Sequential):
     """SepConv (two DilConvs, stride in the first; same weights and names) of SearchDilConvs."""
 
-    def __init__(self, C_in, C_out, kernel_size, stride, padding, affine=True, fast_backward=True):
+    def __init__(self, C_in, C_out, kernel_size, stride, padding, affine=True, fast_backward=True, lean=False):
         super().__init__(
-            SearchDilConv(C_in, C_in, kernel_size, stride, padding, 1, affine, fast_backward=fast_backward),
-            SearchDilConv(C_in, C_out, kernel_size, 1, padding, 1, affine, fast_backward=fast_backward),
+            SearchDilConv(C_in, C_in, kernel_size, stride, padding, 1, affine, fast_backward=fast_backward, lean=lean),
+            SearchDilConv(C_in, C_out, kernel_size, 1, padding, 1, affine, fast_backward=fast_backward, lean=lean),
         )
+
+    @property
+    def lean(self) -> bool:
+        return self[0].lean
 
     def forward(self, x, relu_x=None):
         return self[1](self[0](x, relu_x))
@@ -201,12 +446,12 @@ SEARCH_CONVS = {  # DARTS' conv ops as (class, kernel_size, padding, dilation)
 }
 
 
-def search_conv(name: str, C: int, stride: int, fast_backward: bool) -> nn.Module:
+def search_conv(name: str, C: int, stride: int, fast_backward: bool, lean: bool = False) -> nn.Module:
     """DARTS' sep/dil conv op `name` at C channels, without affine BatchNorm, as a search op."""
     cls, k, padding, dilation = SEARCH_CONVS[name]
     if cls is SearchSepConv:
-        return SearchSepConv(C, C, k, stride, padding, affine=False, fast_backward=fast_backward)
-    return SearchDilConv(C, C, k, stride, padding, dilation, affine=False, fast_backward=fast_backward)
+        return SearchSepConv(C, C, k, stride, padding, affine=False, fast_backward=fast_backward, lean=lean)
+    return SearchDilConv(C, C, k, stride, padding, dilation, affine=False, fast_backward=fast_backward, lean=lean)
 
 
 # ----------------------------------------------------------------------------- checkpointing

@@ -30,6 +30,8 @@ skeleton of nb201.py); darts_supernet.py holds the DARTS search network.
 """
 from __future__ import annotations
 
+import contextlib
+
 from typing import Sequence
 
 import torch
@@ -69,6 +71,9 @@ class MixedOp(nn.Module):
         # one ReLU(x) for every conv op of the edge (fast_ops.py), when more than one would compute it
         self.shared_relu = shared_relu and sum(map(_takes_relu, self.ops.values())) > 1
         self.fused_sum = fused_sum  # the weighted sum as one autograd node (fast_ops.weighted_sum)
+        # lean conv ops take ReLU(x) as a value only (their backward goes through x): no graph for it
+        self.relu_without_graph = self.shared_relu and all(getattr(op, "lean", False) for op in self.ops.values()
+                                                           if _takes_relu(op))
 
     def run_op(self, name: str, x: torch.Tensor, relu_x: torch.Tensor | None = None) -> torch.Tensor:
         """One candidate op on x (`relu_x`: ReLU(x), computed once for the edge's conv ops); a
@@ -99,7 +104,10 @@ class MixedOp(nn.Module):
                 h = weights[op] * h  # GDAS: the value of the one-hot weight is 1, its gradient reaches α
         else:
             h = None
-            relu_x = F.relu(x) if self.shared_relu else None
+            relu_x = None
+            if self.shared_relu:
+                with torch.no_grad() if self.relu_without_graph else contextlib.nullcontext():
+                    relu_x = F.relu(x)
             if self.fused_sum and self.ops:
                 kept = [i for i, name in enumerate(self.names) if name in self.ops]
                 outputs = [self.run_op(self.names[i], x, relu_x) for i in kept]

@@ -79,9 +79,14 @@ def gradients(loss: torch.Tensor, inputs: list) -> list[torch.Tensor]:
 
 
 def first_order_alpha_gradient(net, val_batch) -> list[torch.Tensor]:
-    """∇_α L_val(w, α): DARTS' first-order approximation (ξ = 0). One tensor per arch parameter."""
-    loss, _ = loss_at(net, {}, val_batch)
-    return gradients(loss, net.arch_parameters())
+    """∇_α L_val(w, α): DARTS' first-order approximation (ξ = 0). One tensor per arch parameter.
+    The weights enter detached, so that no op computes a weight gradient nobody asked for (a custom
+    autograd Function sees only which of its inputs require a gradient)."""
+    alphas = net.arch_parameters()
+    arch_ids = {id(a) for a in alphas}
+    detached = {name: p.detach() for name, p in net.named_parameters() if id(p) not in arch_ids}
+    loss, _ = loss_at(net, detached, val_batch)
+    return gradients(loss, alphas)
 
 
 def unrolled_alpha_gradient(net, train_batch, val_batch, xi: float, *, momentum: float = 0.0,
@@ -102,8 +107,10 @@ def unrolled_alpha_gradient(net, train_batch, val_batch, xi: float, *, momentum:
     weights = {name: p for name, p in net.named_parameters() if id(p) not in arch_ids}
     buffers = momentum_buffers or {}
 
-    # eq. 6: w' = one SGD step on the training batch (from the current w and α)
-    train_loss, _ = loss_at(net, {}, train_batch)
+    # eq. 6: w' = one SGD step on the training batch (from the current w and α; α detached: only
+    # the weight gradient is needed)
+    train_loss, _ = loss_at(net, {name: p.detach() for name, p in net.named_parameters() if id(p) in arch_ids},
+                            train_batch)
     grad_w = gradients(train_loss, list(weights.values()))
     unrolled = {}
     for (name, w), g in zip(weights.items(), grad_w):
