@@ -3,7 +3,8 @@
     python benchmarks/darts_step.py --quick                       # notebooks' sizes, a few minutes
     python benchmarks/darts_step.py --configs paper16 paper64     # the paper's search network
     python benchmarks/darts_step.py --configs paper16 --steps weight --fast depthwise_backward shared_relu
-    python benchmarks/darts_step.py --configs paper16 --steps weight --no-baseline --checkpoint-strided
+    python benchmarks/darts_step.py --configs paper16 --steps weight --no-baseline --checkpoint-strided \
+        --fast depthwise_backward shared_relu fused_sum checkpoint channels_last lean_saves fast_pools
 
 Steps: `weight` (forward + backward + SGD step on w, gradient norm clipped to 5, as train_search.py),
 `alpha1` (first-order α step: validation loss gradient, Adam) and `alpha2` (second-order α step,
@@ -14,7 +15,8 @@ process's peak resident set (resource.getrusage ru_maxrss) over the steps, above
 set just before them (model, optimiser and batches already built), measured the same way for
 both networks. nasnb and the baseline alternate, `--rounds` times each; the table shows medians
 and the ratio nasnb / baseline. `--fast` picks nasnb's tricks (nasnb/spaces/fast_ops.py) for an
-ablation; the default is nasnb's default (all of them). `--checkpoint-strided` checkpoints the
+ablation; the default is nasnb's default (fast=True: DEFAULT_TRICKS, every trick but `checkpoint`;
+`--fast` with every name of FAST_TRICKS adds checkpointing). `--checkpoint-strided` checkpoints the
 reduction cell's stride-2 edges too (the rule before 2026-12-02). The header line gives the load
 average: on a shared machine, figures of runs under different loads do not compare.
 """

@@ -87,13 +87,15 @@ def test_depthwise_gradients_pass_gradcheck_and_gradgradcheck(kernel, padding, d
 # ----------------------------------------------------------------------------- the whole supernet
 
 
-def paired(fast, C=4, layers=5, partial_channels=1, checkpoint_min_elements=0, checkpoint_strided=True):
+def paired(fast, C=4, layers=5, partial_channels=1, checkpoint_min_elements=0, checkpoint_strided=True,
+           lean_min_elements=0):
     # checkpoint_min_elements=0: these tiny networks are checkpointed as the paper's sizes are by default;
-    # checkpoint_strided=True: the stride-2 edges' recomputation is checked too
+    # checkpoint_strided=True: the stride-2 edges' recomputation is checked too; lean_min_elements=0:
+    # the lean saves at every size
     torch.manual_seed(0)
     ours = DartsSupernet(C=C, layers=layers, in_channels=1, fast=fast, partial_channels=partial_channels,
-                         checkpoint_min_elements=checkpoint_min_elements,
-                         checkpoint_strided=checkpoint_strided).double()
+                         checkpoint_min_elements=checkpoint_min_elements, checkpoint_strided=checkpoint_strided,
+                         lean_min_elements=lean_min_elements).double()
     with torch.no_grad():
         for a in ours.arch_parameters():
             a.normal_()
@@ -352,3 +354,36 @@ def test_lean_saves_keep_nine_maps_of_a_stride_1_edge():
     # convs and the six ops' outputs (the weighted sum's): 1 + 2 + 6
     assert saved_maps(DEFAULT_TRICKS) == 9
     assert saved_maps(set(DEFAULT_TRICKS) - {"lean_saves", "fast_pools"}) >= 2.5 * 9
+
+
+@pytest.mark.parametrize("offset", [None, 0, 1, 10 ** 9])
+def test_lean_threshold_changes_no_number_on_either_side(offset):
+    # the first cell's edges have 4 x 4 x 8 x 8 = 1024 elements; None: LEAN_MIN_ELEMENTS, above them all
+    from nasnb.spaces import darts_supernet
+
+    minimum = darts_supernet.LEAN_MIN_ELEMENTS if offset is None else 1024 + offset
+    fast, plain = paired(True, lean_min_elements=minimum), paired(False)
+    plain.load_state_dict(fast.state_dict())
+    x, _ = batch(9)
+    probe = torch.randn(4, 10, dtype=torch.float64)
+    y_fast, y_plain = fast(x), plain(x)
+    torch.testing.assert_close(y_fast, y_plain, rtol=1e-10, atol=1e-10)
+    (y_fast * probe).sum().backward()
+    (y_plain * probe).sum().backward()
+    for (name, a), b in zip(fast.named_parameters(), plain.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-8, atol=1e-10, msg=name)
+    for (name, a), b in zip(fast.named_buffers(), plain.buffers()):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
+    with pytest.raises(NasnbError, match="lean_min_elements"):
+        DartsSupernet(C=2, layers=3, lean_min_elements=-1)
+
+
+def test_lean_saves_apply_only_from_the_threshold():
+    from nasnb.spaces.fast_ops import lean_at
+
+    net = DartsSupernet(C=2, layers=3, lean_min_elements=100)
+    conv = net.cells[0].mixed[0].ops["sep_conv_3x3"]
+    assert conv.lean and conv.lean_min_elements == 100
+    assert lean_at(conv, torch.zeros(100)) and not lean_at(conv, torch.zeros(99))
+    assert not lean_at(DartsSupernet(C=2, layers=3, fast={"fused_sum"}).cells[0].mixed[0].ops["sep_conv_3x3"],
+                       torch.zeros(10 ** 6))

@@ -32,8 +32,8 @@ import torch.nn.functional as F
 
 from nasnb.checks import check_bool, check_int, check_positive_int, short
 from nasnb.errors import InvalidValueError
-from nasnb.spaces.fast_ops import (SEARCH_CONVS, FastAvgPool2d, LeanBatchNorm2d, LeanMaxPool2d, check_fast,
-                                  checkpointed, search_conv)
+from nasnb.spaces.fast_ops import (SEARCH_CONVS, FastAvgPool2d, LeanBatchNorm2d, LeanMaxPool2d, SearchDilConv,
+                                  check_fast, checkpointed, search_conv)
 from nasnb.spaces.genotypes import Genotype
 from nasnb.spaces.ops import DARTS_PRIMITIVES, FactorizedReduce, ReLUConvBN, Zero, make_darts_op
 from nasnb.spaces.supernet import ALPHA_INIT_SCALE, MixedOp, Supernet, check_partial_channels
@@ -48,6 +48,10 @@ from nasnb.spaces.supernet import ALPHA_INIT_SCALE, MixedOp, Supernet, check_par
 # outputs are a quarter of their inputs, so they hold little memory (150 MB of the batch-16 weight
 # step's 1000) and their recomputation at full resolution costs a tenth of the step.
 CHECKPOINT_MIN_ELEMENTS = 2 ** 17
+# fast_ops' `lean_saves` apply to the ops whose input has at least this many elements, for the
+# same reason: at the notebooks' sizes their recomputations made the weight step 1.2x slower for
+# 100 MB saved (benchmarks/README.md); at the paper's sizes every stage qualifies but the last at batch 16.
+LEAN_MIN_ELEMENTS = 2 ** 17
 
 
 def _search_op(name: str, C: int, stride: int, tricks: frozenset = frozenset()):
@@ -136,7 +140,8 @@ class DartsSupernet(Supernet):
     this many elements and is as large as the first cell's are checkpointed (CHECKPOINT_MIN_ELEMENTS
     above; 0 checkpoints the first stage at any size). `checkpoint_strided`: checkpoint the stride-2
     edges of a reduction cell too when they qualify (off by default: they save little memory for
-    their time).
+    their time). `lean_min_elements`: with `lean_saves`, the ops whose input has fewer elements
+    keep PyTorch's saves (LEAN_MIN_ELEMENTS above; 0: lean at any size).
     """
 
     cell_names = ("normal", "reduce")
@@ -145,9 +150,11 @@ class DartsSupernet(Supernet):
                  multiplier: int = 4, stem_multiplier: int = 3, op_names=DARTS_PRIMITIVES,
                  partial_channels: int = 1, edge_normalization: bool | None = None, keep: dict | None = None,
                  skip_dropout: float = 0.0, fast=True, checkpoint_min_elements: int = CHECKPOINT_MIN_ELEMENTS,
-                 checkpoint_strided: bool = False):
+                 checkpoint_strided: bool = False, lean_min_elements: int = LEAN_MIN_ELEMENTS):
         super().__init__()
         self.fast = check_fast(fast)
+        self.lean_min_elements = check_int("lean_min_elements", lean_min_elements, minimum=0,
+                                           example=LEAN_MIN_ELEMENTS)
         self.checkpoint_min_elements = check_int("checkpoint_min_elements", checkpoint_min_elements, minimum=0,
                                                  example=CHECKPOINT_MIN_ELEMENTS)
         self.checkpoint_strided = check_bool("checkpoint_strided", checkpoint_strided)
@@ -196,6 +203,9 @@ class DartsSupernet(Supernet):
         self.global_pooling = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(C_prev, num_classes)
         self.skip_dropout = skip_dropout
+        for m in self.modules():  # the lean-saves modules (fast_ops.lean_at) read their threshold
+            if isinstance(m, (SearchDilConv, LeanBatchNorm2d, LeanMaxPool2d)):
+                m.lean_min_elements = self.lean_min_elements
 
     def edge_weights(self) -> dict | None:
         """PC-DARTS' β as weights per edge: softmax over each node's inputs, per cell type (or None)."""

@@ -200,6 +200,13 @@ def weighted_sum(weights: torch.Tensor, outputs: list) -> torch.Tensor:
 # ----------------------------------------------------------------------------- lean saves
 
 
+def lean_at(module: nn.Module, x: torch.Tensor) -> bool:
+    """Whether a lean-saves module keeps its lean form for input x: on, and x has at least the
+    module's `lean_min_elements` (DartsSupernet sets it; below it the recomputations' per-op work
+    costs more time than the memory is worth)."""
+    return getattr(module, "lean", False) and x.numel() >= getattr(module, "lean_min_elements", 0)
+
+
 _CONSTANTS: dict = {}
 
 
@@ -245,8 +252,11 @@ class LeanBatchNorm2d(nn.BatchNorm2d):
     """nn.BatchNorm2d (same buffers and names) keeping its output for the backward when it can:
     train mode, no affine parameters, a gradient to compute. Otherwise exactly nn.BatchNorm2d."""
 
+    lean, lean_min_elements = True, 0
+
     def forward(self, x):
-        if not (self.training and self.weight is None and torch.is_grad_enabled() and x.requires_grad):
+        if not (self.training and self.weight is None and torch.is_grad_enabled() and x.requires_grad
+                and lean_at(self, x)):
             return super().forward(x)
         self._check_input_dim(x)
         momentum = 0.0 if self.momentum is None else self.momentum
@@ -295,9 +305,13 @@ class LeanMaxPool2d(nn.MaxPool2d):
         self.separable = separable and (pair(self.kernel_size), pair(self.stride), pair(self.padding)) == \
             ((3, 3), (1, 1), (1, 1)) and self.dilation in (1, (1, 1)) and not self.ceil_mode
 
+    lean, lean_min_elements = True, 0
+
     def forward(self, x):
-        if not (torch.is_grad_enabled() and x.requires_grad) or self.return_indices:
+        if not (torch.is_grad_enabled() and x.requires_grad):
             return separable_max_pool3x3(x) if self.separable else super().forward(x)
+        if self.return_indices or not lean_at(self, x):
+            return super().forward(x)  # the indices, kept for the backward
         pair = nn.modules.utils._pair
         return _MaxPool2dFromInput.apply(x, pair(self.kernel_size), pair(self.stride), pair(self.padding),
                                          self.separable)
@@ -411,12 +425,12 @@ class SearchDilConv(DilConv):
 
     def __init__(self, *args, fast_backward: bool = True, lean: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fast_backward, self.lean = fast_backward, lean
+        self.fast_backward, self.lean, self.lean_min_elements = fast_backward, lean, 0
         if lean and not self[3].affine:
             self[3] = LeanBatchNorm2d(self[3].num_features, affine=False)
 
     def forward(self, x, relu_x=None):
-        if self.lean:
+        if lean_at(self, x):
             return self[3](relu_depthwise_pointwise(x, relu_x, self[1], self[2], self.fast_backward))
         h = F.relu(x) if relu_x is None else relu_x
         h = depthwise_conv2d(h, self[1], self.fast_backward)
@@ -435,6 +449,10 @@ class SearchSepConv(nn.Sequential):
     @property
     def lean(self) -> bool:
         return self[0].lean
+
+    @property
+    def lean_min_elements(self) -> int:
+        return self[0].lean_min_elements  # the first half sees the edge input
 
     def forward(self, x, relu_x=None):
         return self[1](self[0](x, relu_x))

@@ -40,7 +40,7 @@ import torch.nn.functional as F
 
 from nasnb.checks import check_float, check_int, check_positive_int, short
 from nasnb.errors import InvalidTypeError, InvalidValueError
-from nasnb.spaces.fast_ops import SearchDilConv, SearchReLUConvBN, SearchSepConv, weighted_sum
+from nasnb.spaces.fast_ops import SearchDilConv, SearchReLUConvBN, SearchSepConv, lean_at, weighted_sum
 from nasnb.spaces.ops import Identity, Pool, ReLUConvBN, ResNetBasicBlock, Zero
 
 ALPHA_INIT_SCALE = 1e-3  # α starts near zero (all ops equally weighted), as in the DARTS code
@@ -71,9 +71,7 @@ class MixedOp(nn.Module):
         # one ReLU(x) for every conv op of the edge (fast_ops.py), when more than one would compute it
         self.shared_relu = shared_relu and sum(map(_takes_relu, self.ops.values())) > 1
         self.fused_sum = fused_sum  # the weighted sum as one autograd node (fast_ops.weighted_sum)
-        # lean conv ops take ReLU(x) as a value only (their backward goes through x): no graph for it
-        self.relu_without_graph = self.shared_relu and all(getattr(op, "lean", False) for op in self.ops.values()
-                                                           if _takes_relu(op))
+        self.relu_takers = [op for op in self.ops.values() if _takes_relu(op)]
 
     def run_op(self, name: str, x: torch.Tensor, relu_x: torch.Tensor | None = None) -> torch.Tensor:
         """One candidate op on x (`relu_x`: ReLU(x), computed once for the edge's conv ops); a
@@ -106,7 +104,9 @@ class MixedOp(nn.Module):
             h = None
             relu_x = None
             if self.shared_relu:
-                with torch.no_grad() if self.relu_without_graph else contextlib.nullcontext():
+                # lean conv ops take ReLU(x) as a value only (their backward goes through x): no graph for it
+                without_graph = all(lean_at(op, x) for op in self.relu_takers)
+                with torch.no_grad() if without_graph else contextlib.nullcontext():
                     relu_x = F.relu(x)
             if self.fused_sum and self.ops:
                 kept = [i for i, name in enumerate(self.names) if name in self.ops]
