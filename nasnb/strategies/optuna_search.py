@@ -50,6 +50,7 @@ import copy
 import hashlib
 import inspect
 import json
+import threading
 import warnings
 
 import numpy as np
@@ -92,6 +93,29 @@ def quiet(optuna):
         optuna.logging.set_verbosity(level)
 
 
+
+_LOCK_TYPES = (type(threading.Lock()), type(threading.RLock()))
+
+
+def copy_sampler(sampler):
+    """copy.deepcopy of an Optuna sampler, each thread lock in it replaced by a fresh one (Optuna 5.1's
+    genetic samplers hold a `threading.Lock`, which deepcopy cannot copy)."""
+    memo, seen, todo = {}, set(), [sampler]
+    while todo:  # find the locks: walk the sampler's attributes and containers
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, _LOCK_TYPES):
+            memo[id(obj)] = threading.RLock() if isinstance(obj, _LOCK_TYPES[1]) else threading.Lock()
+        elif isinstance(obj, dict):
+            todo.extend(obj.values())
+        elif isinstance(obj, (list, tuple, set, frozenset)):
+            todo.extend(obj)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type) and not callable(obj):
+            todo.extend(vars(obj).values())
+    return copy.deepcopy(sampler, memo)
+
 class OptunaSearch(Strategy):
     """An Optuna sampler proposes the option index of every decision in `space.choices`.
 
@@ -130,7 +154,7 @@ class OptunaSearch(Strategy):
         self.distributions = {c.name: dist.CategoricalDistribution(list(range(len(c.options))))
                               if self.distribution == "categorical" else dist.IntDistribution(0, len(c.options) - 1)
                               for c in self.choices}  # every parameter takes option indices 0..n-1
-        self._template = copy.deepcopy(sampler)  # never used: each (re)built study gets a copy of it
+        self._template = copy_sampler(sampler)  # never used: each (re)built study gets a copy of it
         self._sampler_settings = describe_sampler(self._template)
         self._numbers: dict[int, int] = {}  # id(pending proposal) -> its trial number in the study
         self._telling = None  # the proposal `tell` is recording (its study trial is told in `_learn`)
@@ -196,7 +220,7 @@ class OptunaSearch(Strategy):
         """A new study: the History's trials, finished, then the pending proposals, RUNNING; and a
         fresh copy of the sampler with the random `states`. All or nothing."""
         optuna = self._optuna
-        sampler = copy.deepcopy(self._template)
+        sampler = copy_sampler(self._template)
         set_random_states(sampler, states)
         with quiet(optuna):
             study = optuna.create_study(direction="maximize", sampler=sampler)
