@@ -344,14 +344,11 @@ class _AvgPool3x3(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        s, (B, C, H, W), inverse = ctx.conf, ctx.shape, ctx.inverse
-        g = grad * inverse
-        if s > 1:  # zeros back at the window positions the stride skipped
-            full = torch.empty(B, C, H, W, dtype=grad.dtype, device=grad.device, memory_format=_format_of(grad))
-            full.zero_()[:, :, ::s, ::s] = g  # the stride-1 output of a 3x3, padding-1 window is H x W
-            g = full
-        ones = torch.ones(C, 1, 3, 3, dtype=grad.dtype, device=grad.device)  # flipped ones: ones
-        return F.conv2d(g, ones, None, 1, 1, 1, C), None
+        s, shape, inverse = ctx.conf, ctx.shape, ctx.inverse
+        ones = torch.ones(shape[1], 1, 3, 3, dtype=grad.dtype, device=grad.device)
+        like_x = torch.empty(shape, device="meta")  # only its shape is read
+        grad_x, _ = _depthwise_grads(grad * inverse, like_x, ones, ((s, s), (1, 1), (1, 1)), True, False)
+        return grad_x, None
 
 
 class FastAvgPool2d(nn.AvgPool2d):
