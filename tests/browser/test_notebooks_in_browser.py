@@ -128,14 +128,23 @@ def button(scope, text: str):
                          has_text=re.compile(rf"^\s*{re.escape(text)}\s*$"))
 
 
-def wait_for_status(dashboard, predicate, timeout: float = 30, what: str = "") -> tuple[int, int]:
-    """Poll the dashboard's status line 'trial t of n' until predicate(t, n); returns (t, n)."""
+def wait_for_status(dashboard, predicate, timeout: float = 30, what: str = "", stable_for: float = 0.0
+                    ) -> tuple[int, int]:
+    """Poll the dashboard's status line 'trial t of n' until predicate(t, n), holding for `stable_for`
+    seconds (the same t and n throughout); returns (t, n)."""
     status = dashboard.locator(".widget-html", has_text=STATUS).first
     deadline = time.monotonic() + timeout
+    held, since = None, 0.0
     while True:
         match = STATUS.search(status.inner_text())
-        if match and predicate(int(match[1]), int(match[2])):
-            return int(match[1]), int(match[2])
+        numbers = (int(match[1]), int(match[2])) if match else None
+        if numbers is not None and predicate(*numbers):
+            if numbers != held:
+                held, since = numbers, time.monotonic()
+            if time.monotonic() - since >= stable_for:
+                return numbers
+        else:
+            held = None
         if time.monotonic() > deadline:
             pytest.fail(f"the dashboard's status never showed {what}: it reads {status.inner_text()!r}")
         time.sleep(0.1)
@@ -200,8 +209,10 @@ def check_notebook_in_jupyterlab(path, page, lab):
         for control in ("Step", "Play", "Reset"):
             assert button(dashboard, control).count() == 1, f"{name}: the dashboard has no {control} button"
         # A run in a later cell is drawn on the dashboard's timer, up to MAX_REDRAW_WAIT (3 s) after its
-        # last record: Run All can end before that redraw reaches the page, so wait for it.
-        shown, total = wait_for_status(dashboard, lambda t, n: t == n > 0, timeout=15,
+        # last record: Run All can end before that redraw reaches the page, and an earlier timed redraw
+        # also reads 't of t' (CI at 7cc4fb8 read 'trial 1 of 1' of a 6-trial run), so wait until the
+        # reading has held for longer than that wait.
+        shown, total = wait_for_status(dashboard, lambda t, n: t == n > 0, timeout=25, stable_for=3.5,
                                        what=f"{name}'s newest trial (t of t) after Run All")
         before = image_hashes(panel_images)
         button(dashboard, "Step").click()
