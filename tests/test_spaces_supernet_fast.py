@@ -16,7 +16,8 @@ from nasnb.errors import NasnbError
 from nasnb.spaces.darts_supernet import DartsSupernet
 from nasnb.spaces.fast_ops import (DEFAULT_TRICKS, FAST_TRICKS, FastAvgPool2d, LeanBatchNorm2d, LeanMaxPool2d,
                                    _AvgPool3x3, _BatchNormFromOutput, _DepthwiseConv2d, _MaxPool2dFromInput,
-                                   _ReLUDepthwisePointwise, depthwise_conv2d)
+                                   _ReLUDepthwisePointwise, _column_shifts, _weight_grad_by_columns,
+                                   depthwise_conv2d, weighted_sum)
 from nasnb.strategies.darts import first_order_alpha_gradient, unrolled_alpha_gradient
 from nasnb.strategies.reinforce import one_thread
 
@@ -82,6 +83,82 @@ def test_depthwise_gradients_pass_gradcheck_and_gradgradcheck(kernel, padding, d
 
     assert torch.autograd.gradcheck(conv, (x, w))  # against central differences
     assert torch.autograd.gradgradcheck(conv, (x, w))  # double backpropagation works through it
+
+
+@pytest.mark.parametrize("kernel, dilation", [(3, 1), (5, 1), (3, 2), (5, 2), (7, 1), (3, 3)])
+def test_column_shifts_cover_every_column_offset_with_the_fewest_windows(kernel, dilation):
+    padding = dilation * (kernel - 1) // 2
+    offsets = {dilation * j - padding for j in range(kernel)}
+    shifts = _column_shifts(kernel, dilation, padding)
+    assert offsets <= {c + o for c in shifts for o in (-1, 0, 1)}
+    # fewest: each window of three consecutive columns holds at most ceil(3 / dilation) offsets
+    assert len(shifts) == -(-len(offsets) // -(-3 // dilation))
+
+
+def test_column_shifts_of_darts_kernels():
+    assert _column_shifts(5, 1, 2) == (-1, 1)  # sep_conv_5x5: offsets -2..2, two windows, two copies
+    assert _column_shifts(3, 2, 2) == (-1, 1)  # dil_conv_3x3: -2, 0, 2
+    assert _column_shifts(5, 2, 4) == (-3, 0, 3)  # dil_conv_5x5: -4..4 by 2; the middle window needs no copy
+    assert _column_shifts(3, 1, 1) == (0,)
+
+
+@pytest.mark.parametrize("kernel, dilation", [(5, 1), (3, 2), (5, 2)])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("size, channels_last", [((6, 5), False), ((7, 9), True), ((3, 4), True), ((9, 2), False)])
+def test_weight_gradient_by_columns_equals_nn_conv2d(kernel, dilation, stride, size, channels_last):
+    torch.manual_seed(0)
+    padding = dilation * (kernel - 1) // 2
+    conv = nn.Conv2d(3, 3, kernel, stride, padding, dilation, groups=3, bias=False).double()
+    x = torch.randn(2, 3, *size, dtype=torch.float64, requires_grad=True)
+    probe = torch.randn_like(conv(x))
+    want, = torch.autograd.grad(conv(x), conv.weight, probe)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    conf = ((stride, stride), (padding, padding), (dilation, dilation))
+    shifts = _column_shifts(kernel, dilation, padding)
+    got = _weight_grad_by_columns(probe.contiguous(memory_format=fmt), x.detach().contiguous(memory_format=fmt),
+                                  conv.weight, conf, shifts)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_batchnorm_from_output_when_only_its_inverse_std_is_used():
+    # the 1/σ output alone reaching the loss: the backward gets no gradient for y (None, not zeros)
+    torch.manual_seed(0)
+    x = torch.randn(4, 3, 5, 5, dtype=torch.float64, requires_grad=True)
+    _, invstd = _BatchNormFromOutput.apply(x, None, None, 0.1, 1e-5)
+    got, = torch.autograd.grad((invstd * torch.arange(1.0, 4.0, dtype=torch.float64)).sum(), x)
+    var = x.var(dim=(0, 2, 3), unbiased=False)
+    want, = torch.autograd.grad(((var + 1e-5).rsqrt() * torch.arange(1.0, 4.0, dtype=torch.float64)).sum(), x)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_weighted_sum_of_a_sliced_gradient_equals_autograds():
+    # a cell's output is the concatenation of its nodes: a node's gradient is a non-dense slice
+    torch.manual_seed(0)
+    outputs = [torch.randn(2, 3, 4, 4, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+               .requires_grad_() for _ in range(3)]
+    weights = torch.rand(3, dtype=torch.float64, requires_grad=True)
+    other = torch.randn(2, 5, 4, 4, dtype=torch.float64)
+    probe = torch.randn(2, 8, 4, 4, dtype=torch.float64)
+    ours = torch.cat([weighted_sum(weights, outputs), other], 1)
+    plain = torch.cat([sum(w * o for w, o in zip(weights, outputs)), other], 1)
+    for got, want in zip(torch.autograd.grad(ours, [weights, *outputs], probe),
+                         torch.autograd.grad(plain, [weights, *outputs], probe)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+def test_fast_pools_after_inference_mode_still_backpropagate_twice():
+    # cached constants first made under torch.inference_mode are normal tensors: a later double
+    # backward may save them (before, "Inference tensors cannot be saved for backward")
+    pool = FastAvgPool2d(1)
+    with torch.inference_mode():
+        pool(torch.randn(2, 3, 5, 6))
+    x = torch.randn(2, 3, 5, 6, requires_grad=True)
+    g, = torch.autograd.grad(pool(x).pow(2).sum(), x, create_graph=True)
+    second, = torch.autograd.grad(g.sum(), x)
+    want = torch.autograd.grad(torch.autograd.grad(
+        nn.functional.avg_pool2d(x, 3, 1, 1, count_include_pad=False).pow(2).sum(), x, create_graph=True)[0].sum(),
+        x)[0]
+    torch.testing.assert_close(second, want, rtol=1e-5, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- the whole supernet

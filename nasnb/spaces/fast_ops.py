@@ -10,9 +10,10 @@ Both of its gradients are themselves convolutions that run at forward speed:
     ∂L/∂w[c] = Σ_b  x_pad[b, c] ⋆ ∂L/∂y[b, c] with stride d and dilation s (the output gradient
                is the kernel; the batch is folded into the channels, then summed)
 
-The weight gradient so computed is the faster one for the dilated kernels only (2-7x, at the paper's
-sizes, channels_last); for undilated ones (the separable convs) PyTorch's own is 2-15x faster, and
-is used.
+The weight gradient so computed is the faster one for the strided dilated kernels and the dilated
+5x5 (1.1-4x inside a step at the paper's sizes, channels_last); for undilated kernels (the separable
+convs) PyTorch's own is as fast (5x5) or 2-5x faster (3x3), and for the stride-1 dilated 3x3 1.4x
+faster, and is used.
 
 `depthwise_conv2d` computes them so (CPU only; CUDA's cuDNN kernels are fast already). The other
 tricks, each a switch of `FAST_TRICKS` (benchmarks/darts_step.py measures what each buys):
@@ -54,6 +55,8 @@ tricks, each a switch of `FAST_TRICKS` (benchmarks/darts_step.py measures what e
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 
 import torch
 import torch.nn as nn
@@ -132,15 +135,57 @@ def _depthwise_grads(grad, x, weight, conf, need_x: bool, need_w: bool, fast: bo
             # when grad is: an NCHW map here slowed every op of the backward after it
             g[:, :, ::s, ::s] = grad
         grad_x = F.conv2d(g, weight.flip(-1, -2), None, 1, d * (k - 1) - p, d, C)  # (B, C, H, W)
-    if need_w and d == 1:  # undilated: PyTorch's own weight gradient is the fast one
+    if not need_w:
+        return grad_x, None
+    shifts = _column_shifts(k, d, p) if 2 * p == d * (k - 1) and d * (k - 1) <= 4 else None  # kernels <= 5 x 3
+    if k == 3 and d == 1 or (d == 1 and shifts is None):  # PyTorch's own weight gradient: the fast kernel
         grad_w = torch.ops.aten.convolution_backward(grad, x, weight, None, *conf, False, (0, 0), C,
                                                      (False, True, False))[1]
-    elif need_w:
+    elif shifts is not None and W > max(abs(c) for c in shifts):
+        grad_w = _weight_grad_by_columns(grad, x, weight, conf, shifts)
+    else:
         x_pad = F.pad(x, (p, p, p, p)).reshape(1, B * C, H + 2 * p, W + 2 * p)
         kernel = grad.reshape(B * C, 1, grad.shape[2], grad.shape[3])
         g = F.conv2d(x_pad, kernel, None, d, 0, s, B * C)  # (1, B*C, >=k, >=k)
         grad_w = g[0, :, :k, :k].reshape(B, C, k, k).sum(0).unsqueeze(1)  # (C, 1, k, k)
     return grad_x, grad_w
+
+
+@functools.lru_cache(maxsize=None)
+def _column_shifts(k: int, d: int, p: int) -> tuple:
+    """The fewest column shifts c whose windows {c - 1, c, c + 1} cover a depthwise kernel's column
+    offsets {d j - p : j < k}; among those, the fewest non-zero shifts (each costs a copy of the input),
+    then the smallest. (5x5: (-1, 1); dilated 3x3: (-1, 1); dilated 5x5: (-3, 0, 3).)"""
+    need = {d * j - p for j in range(k)}
+    candidates = range(min(need) - 1, max(need) + 2)
+    for n in range(1, k + 1):
+        covers = [sub for sub in itertools.combinations(candidates, n)
+                  if need <= {o for c in sub for o in (c - 1, c, c + 1)}]
+        if covers:
+            return min(covers, key=lambda sub: (sum(c != 0 for c in sub), max(abs(c) for c in sub)))
+    raise AssertionError("unreachable: k shifts always cover k offsets")
+
+
+def _weight_grad_by_columns(grad, x, weight, conf, shifts):
+    """∂L/∂w of a depthwise conv from weight gradients of kernels (d (k - 1) + 1) x 3, undilated: the
+    one shape whose oneDNN CPU weight-gradient kernel is fast (inside a step, 5x5 and dilated kernels
+    are 3-6x slower than a 5x3; benchmarks/README.md). A (d (k-1) + 1) x 3 kernel's gradient on the
+    input shifted by c columns holds the original kernel's rows (every d-th) at column offsets
+    c - 1, c, c + 1; the shifts cover every column offset."""
+    (s, _), (p, _), (d, _) = conf
+    C, k = x.shape[1], weight.shape[-1]
+    tall = weight.new_empty(C, 1, d * (k - 1) + 1, 3)  # only its shape is read
+    columns = {}
+    for c in shifts:
+        if c == 0:
+            x_c, padding = x, (p, 1)
+        else:  # x_c[..., u] = x[..., u - 1 + c] (zeros outside): the conv's column padding, shifted by c
+            x_c, padding = F.pad(x, (1 - c, 1 + c)), (p, 0)
+        g = torch.ops.aten.convolution_backward(grad, x_c, tall, None, (s, s), padding, (1, 1), False, (0, 0), C,
+                                                (False, True, False))[1]
+        for j in range(3):
+            columns.setdefault(c - 1 + j, g[:, :, ::d, j])
+    return torch.stack([columns[d * j - p] for j in range(k)], -1)  # (C, 1, k, k)
 
 
 def _format_of(t: torch.Tensor) -> torch.memory_format:
@@ -185,6 +230,10 @@ class _WeightedSum(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         weights, *outputs = ctx.saved_tensors
+        if grad.stride() != outputs[0].stride():
+            # a slice of the cell's concatenated output's gradient (or an NCHW one from the classifier):
+            # one copy in the outputs' layout, so each op's backward gets a dense gradient in its layout
+            grad = grad.contiguous(memory_format=_format_of(outputs[0]))
         same = all(o.stride() == grad.stride() for o in outputs)
         flat = _flat(grad) if same else None
         grad_w = torch.stack([torch.dot(flat, _flat(o)) if same else (grad * o).sum() for o in outputs]) \
@@ -214,7 +263,9 @@ def _zeros_and_ones(like: torch.Tensor) -> tuple:
     """Zeros and ones shaped like a per-channel vector, made once (never written to)."""
     key = (like.shape, like.dtype, like.device)
     if key not in _CONSTANTS:
-        _CONSTANTS[key] = torch.zeros_like(like), torch.ones_like(like)
+        with torch.inference_mode(False):
+            _CONSTANTS[key] = torch.zeros(like.shape, dtype=like.dtype, device=like.device), \
+                torch.ones(like.shape, dtype=like.dtype, device=like.device)
     return _CONSTANTS[key]
 
 
@@ -234,11 +285,14 @@ class _BatchNormFromOutput(torch.autograd.Function):
                                                         eps)  # updates the running statistics, as F.batch_norm
         ctx.save_for_backward(y, invstd)
         ctx.eps = eps
+        ctx.set_materialize_grads(False)  # 1/σ's gradient is None, not a zero vector, when nothing used it
         return y, invstd
 
     @staticmethod
     def backward(ctx, grad, grad_invstd):
         y, invstd = ctx.saved_tensors
+        if grad is None:  # only 1/σ was used
+            grad = torch.zeros_like(y)
         zeros, ones = _zeros_and_ones(invstd)
         grad_x = torch.ops.aten.native_batch_norm_backward(grad, y, invstd, None, None, zeros, ones, True, ctx.eps,
                                                            (True, False, False))[0]
@@ -324,9 +378,19 @@ def _inverse_counts(H: int, W: int, stride: int, like: torch.Tensor) -> torch.Te
     """(1, 1, H_out, W_out): 1 / the number of in-image pixels of each 3x3 window (padding 1)."""
     key = (H, W, stride, like.dtype, like.device)
     if key not in _POOL_COUNTS:
-        ones = torch.ones(1, 1, H, W, dtype=like.dtype, device=like.device)
-        counts = F.conv2d(ones, torch.ones(1, 1, 3, 3, dtype=like.dtype, device=like.device), None, stride, 1)
-        _POOL_COUNTS[key] = 1.0 / counts
+        with torch.inference_mode(False), torch.no_grad():  # a normal tensor even when first made under inference
+            ones = torch.ones(1, 1, H, W, dtype=like.dtype, device=like.device)  # mode (backward may save it)
+            counts = F.conv2d(ones, torch.ones(1, 1, 3, 3, dtype=like.dtype, device=like.device), None, stride, 1)
+            _POOL_COUNTS[key] = 1.0 / counts
+    return _POOL_COUNTS[key]
+
+
+def _ones_kernel(C: int, like: torch.Tensor) -> torch.Tensor:
+    """(C, 1, 3, 3) ones: the average pool's depthwise kernel, made once (never written to)."""
+    key = ("ones", C, like.dtype, like.device)
+    if key not in _POOL_COUNTS:
+        with torch.inference_mode(False):  # a normal tensor even when first made under inference mode
+            _POOL_COUNTS[key] = torch.ones(C, 1, 3, 3, dtype=like.dtype, device=like.device)
     return _POOL_COUNTS[key]
 
 
@@ -337,7 +401,7 @@ class _AvgPool3x3(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, stride):
         C = x.shape[1]
-        ones = torch.ones(C, 1, 3, 3, dtype=x.dtype, device=x.device)
+        ones = _ones_kernel(C, x)
         inverse = _inverse_counts(x.shape[2], x.shape[3], stride, x)
         ctx.conf, ctx.shape, ctx.inverse = stride, x.shape, inverse
         return F.conv2d(x, ones, None, stride, 1, 1, C) * inverse
@@ -345,7 +409,7 @@ class _AvgPool3x3(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         s, shape, inverse = ctx.conf, ctx.shape, ctx.inverse
-        ones = torch.ones(shape[1], 1, 3, 3, dtype=grad.dtype, device=grad.device)
+        ones = _ones_kernel(shape[1], grad)
         like_x = torch.empty(shape, device="meta")  # only its shape is read
         grad_x, _ = _depthwise_grads(grad * inverse, like_x, ones, ((s, s), (1, 1), (1, 1)), True, False)
         return grad_x, None
@@ -360,8 +424,8 @@ class FastAvgPool2d(nn.AvgPool2d):
     def forward(self, x):
         if torch.is_grad_enabled() and x.requires_grad:
             return _AvgPool3x3.apply(x, self.stride)
-        return F.conv2d(x, torch.ones(x.shape[1], 1, 3, 3, dtype=x.dtype, device=x.device), None, self.stride, 1,
-                        1, x.shape[1]) * _inverse_counts(x.shape[2], x.shape[3], self.stride, x)
+        inverse = _inverse_counts(x.shape[2], x.shape[3], self.stride, x)
+        return F.conv2d(x, _ones_kernel(x.shape[1], x), None, self.stride, 1, 1, x.shape[1]) * inverse
 
 
 class _ReLUDepthwisePointwise(torch.autograd.Function):
@@ -382,12 +446,14 @@ class _ReLUDepthwisePointwise(torch.autograd.Function):
         need_x, need_dw, need_pw = ctx.needs_input_grad[:3]
         grad_pw = grad_x = grad_dw = None
         r = F.relu(x) if need_dw or need_pw else x  # x: only its shape is read then
+        grad_d = None
         if need_pw:
             d = F.conv2d(r, w_dw, None, *ctx.conf, x.shape[1])  # the depthwise output, again
-            grad_pw = torch.ops.aten.convolution_backward(grad, d, w_pw, None, (1, 1), (0, 0), (1, 1), False, (0, 0),
-                                                          1, (False, True, False))[1]
+            grad_d, grad_pw, _ = torch.ops.aten.convolution_backward(
+                grad, d, w_pw, None, (1, 1), (0, 0), (1, 1), False, (0, 0), 1, (need_x or need_dw, True, False))
         if need_x or need_dw:
-            grad_d = F.conv2d(grad, w_pw.transpose(0, 1))  # a 1x1 conv's input gradient: the transposed weights
+            if grad_d is None:  # a 1x1 conv's input gradient: the 1x1 conv of the transposed weights
+                grad_d = F.conv2d(grad, w_pw.transpose(0, 1).contiguous())
             grad_r, grad_dw = _depthwise_grads(grad_d, r, w_dw, ctx.conf, need_x, need_dw, ctx.fast)
             if need_x:
                 grad_x = torch.ops.aten.threshold_backward(grad_r, x, 0)  # ReLU's: zero where x <= 0
