@@ -10,10 +10,14 @@ Both of its gradients are themselves convolutions that run at forward speed:
     ∂L/∂w[c] = Σ_b  x_pad[b, c] ⋆ ∂L/∂y[b, c] with stride d and dilation s (the output gradient
                is the kernel; the batch is folded into the channels, then summed)
 
-The weight gradient so computed is the faster one for the strided dilated kernels and the dilated
-5x5 (1.1-4x inside a step at the paper's sizes, channels_last); for undilated kernels (the separable
-convs) PyTorch's own is as fast (5x5) or 2-5x faster (3x3), and for the stride-1 dilated 3x3 1.4x
-faster, and is used.
+For the weight gradient, oneDNN (PyTorch's CPU convolutions) has one fast depthwise kernel: a
+kernel three columns wide, undilated (a 5x3 is 3-18x faster than a 5x5 at the paper's sizes,
+channels_last). So a 5x5 or a dilated 3x3 kernel's gradient is assembled from (d (k - 1) + 1) x 3
+kernels' gradients on the input shifted by a few columns (`_weight_grad_by_columns`: two shifted
+copies of the input, two calls); 3x3 undilated kernels use PyTorch's own. For the dilated 5x5 (9x3
+kernels, three calls) the route by columns is 1-2.4x faster at stride 1 on maps at least as tall
+as the kernel (2x slower on smaller ones and at stride 2, where the convolution above is used;
+benchmarks/depthwise_grads.py).
 
 `depthwise_conv2d` computes them so (CPU only; CUDA's cuDNN kernels are fast already). The other
 tricks, each a switch of `FAST_TRICKS` (benchmarks/darts_step.py measures what each buys):
@@ -137,7 +141,8 @@ def _depthwise_grads(grad, x, weight, conf, need_x: bool, need_w: bool, fast: bo
         grad_x = F.conv2d(g, weight.flip(-1, -2), None, 1, d * (k - 1) - p, d, C)  # (B, C, H, W)
     if not need_w:
         return grad_x, None
-    shifts = _column_shifts(k, d, p) if 2 * p == d * (k - 1) and d * (k - 1) <= 4 else None  # kernels <= 5 x 3
+    tall = d * (k - 1) + 1  # the kernels by columns' height: fast up to 5, and at stride 1 up to the map's
+    shifts = _column_shifts(k, d, p) if 2 * p == d * (k - 1) and (tall <= 5 or s == 1 and tall <= H) else None
     if k == 3 and d == 1 or (d == 1 and shifts is None):  # PyTorch's own weight gradient: the fast kernel
         grad_w = torch.ops.aten.convolution_backward(grad, x, weight, None, *conf, False, (0, 0), C,
                                                      (False, True, False))[1]
