@@ -188,6 +188,7 @@ def _weight_grad_by_columns(grad, x, weight, conf, shifts):
             x_c, padding = F.pad(x, (1 - c, 1 + c)), (p, 0)
         g = torch.ops.aten.convolution_backward(grad, x_c, tall, None, (s, s), padding, (1, 1), False, (0, 0), C,
                                                 (False, True, False))[1]
+        del x_c  # one shifted copy alive at a time
         for j in range(3):
             columns.setdefault(c - 1 + j, g[:, :, ::d, j])
     return torch.stack([columns[d * j - p] for j in range(k)], -1)  # (C, 1, k, k)
@@ -456,10 +457,12 @@ class _ReLUDepthwisePointwise(torch.autograd.Function):
             d = F.conv2d(r, w_dw, None, *ctx.conf, x.shape[1])  # the depthwise output, again
             grad_d, grad_pw, _ = torch.ops.aten.convolution_backward(
                 grad, d, w_pw, None, (1, 1), (0, 0), (1, 1), False, (0, 0), 1, (need_x or need_dw, True, False))
+            del d  # the recomputed maps live no longer than they are needed (the step's peak is in a backward)
         if need_x or need_dw:
             if grad_d is None:  # a 1x1 conv's input gradient: the 1x1 conv of the transposed weights
                 grad_d = F.conv2d(grad, w_pw.transpose(0, 1).contiguous())
             grad_r, grad_dw = _depthwise_grads(grad_d, r, w_dw, ctx.conf, need_x, need_dw, ctx.fast)
+            del grad_d, r
             if need_x:
                 grad_x = torch.ops.aten.threshold_backward(grad_r, x, 0)  # ReLU's: zero where x <= 0
         return grad_x, grad_dw, grad_pw, None, None, None
