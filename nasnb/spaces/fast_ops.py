@@ -143,7 +143,7 @@ def _depthwise_grads(grad, x, weight, conf, need_x: bool, need_w: bool, fast: bo
         return grad_x, None
     tall = d * (k - 1) + 1  # the kernels by columns' height: fast up to 5, and at stride 1 up to the map's
     shifts = _column_shifts(k, d, p) if 2 * p == d * (k - 1) and (tall <= 5 or s == 1 and tall <= H) else None
-    if k == 3 and d == 1 or (d == 1 and shifts is None):  # PyTorch's own weight gradient: the fast kernel
+    if d == 1 and (k == 3 or shifts is None):  # PyTorch's own weight gradient: the fast kernel
         grad_w = torch.ops.aten.convolution_backward(grad, x, weight, None, *conf, False, (0, 0), C,
                                                      (False, True, False))[1]
     elif shifts is not None and W > max(abs(c) for c in shifts):
