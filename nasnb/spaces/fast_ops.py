@@ -265,14 +265,21 @@ def lean_at(module: nn.Module, x: torch.Tensor) -> bool:
 _CONSTANTS: dict = {}
 
 
-def _zeros_and_ones(like: torch.Tensor) -> tuple:
-    """Zeros and ones shaped like a per-channel vector, made once (never written to)."""
-    key = (like.shape, like.dtype, like.device)
+def _constant(key: tuple, make):
+    """make(), computed once per key and never written to. Made outside inference mode and without a
+    graph: a constant first made under torch.inference_mode would be an inference tensor, which a
+    later (double) backward cannot save."""
     if key not in _CONSTANTS:
-        with torch.inference_mode(False):
-            _CONSTANTS[key] = torch.zeros(like.shape, dtype=like.dtype, device=like.device), \
-                torch.ones(like.shape, dtype=like.dtype, device=like.device)
+        with torch.inference_mode(False), torch.no_grad():
+            _CONSTANTS[key] = make()
     return _CONSTANTS[key]
+
+
+def _zeros_and_ones(like: torch.Tensor) -> tuple:
+    """Zeros and ones shaped like a per-channel vector."""
+    return _constant(("zeros_and_ones", like.shape, like.dtype, like.device),
+                     lambda: (torch.zeros(like.shape, dtype=like.dtype, device=like.device),
+                              torch.ones(like.shape, dtype=like.dtype, device=like.device)))
 
 
 class _BatchNormFromOutput(torch.autograd.Function):
@@ -377,27 +384,18 @@ class LeanMaxPool2d(nn.MaxPool2d):
                                          self.separable)
 
 
-_POOL_COUNTS: dict = {}
-
-
 def _inverse_counts(H: int, W: int, stride: int, like: torch.Tensor) -> torch.Tensor:
     """(1, 1, H_out, W_out): 1 / the number of in-image pixels of each 3x3 window (padding 1)."""
-    key = (H, W, stride, like.dtype, like.device)
-    if key not in _POOL_COUNTS:
-        with torch.inference_mode(False), torch.no_grad():  # a normal tensor even when first made under inference
-            ones = torch.ones(1, 1, H, W, dtype=like.dtype, device=like.device)  # mode (backward may save it)
-            counts = F.conv2d(ones, torch.ones(1, 1, 3, 3, dtype=like.dtype, device=like.device), None, stride, 1)
-            _POOL_COUNTS[key] = 1.0 / counts
-    return _POOL_COUNTS[key]
+    def make():
+        ones = torch.ones(1, 1, H, W, dtype=like.dtype, device=like.device)
+        return 1.0 / F.conv2d(ones, torch.ones(1, 1, 3, 3, dtype=like.dtype, device=like.device), None, stride, 1)
+    return _constant(("inverse_counts", H, W, stride, like.dtype, like.device), make)
 
 
 def _ones_kernel(C: int, like: torch.Tensor) -> torch.Tensor:
-    """(C, 1, 3, 3) ones: the average pool's depthwise kernel, made once (never written to)."""
-    key = ("ones", C, like.dtype, like.device)
-    if key not in _POOL_COUNTS:
-        with torch.inference_mode(False):  # a normal tensor even when first made under inference mode
-            _POOL_COUNTS[key] = torch.ones(C, 1, 3, 3, dtype=like.dtype, device=like.device)
-    return _POOL_COUNTS[key]
+    """(C, 1, 3, 3) ones: the average pool's depthwise kernel."""
+    return _constant(("ones_kernel", C, like.dtype, like.device),
+                     lambda: torch.ones(C, 1, 3, 3, dtype=like.dtype, device=like.device))
 
 
 class _AvgPool3x3(torch.autograd.Function):
